@@ -1,0 +1,95 @@
+"""Follow-up events on the bus: built from the stored record, sent ten to a PutEvents call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from batch_canceller.json_values import dumps
+from batch_canceller.records import BatchRecord
+from batch_canceller.statuses import DetailType
+
+if TYPE_CHECKING:
+    from mypy_boto3_events import EventBridgeClient
+
+PUT_EVENTS_MAX_ENTRIES = 10
+# PutEvents caps a request at 256 KiB; keep well below it with headroom for the envelope.
+PUT_EVENTS_MAX_BYTES = 200 * 1024
+
+
+@dataclass(frozen=True)
+class Announcement:
+    batch_id: str
+    detail_type: str
+    detail: dict[str, Any]
+
+
+def announcement_from(record: BatchRecord, detail_type: str) -> Announcement:
+    detail: dict[str, Any]
+    if detail_type == DetailType.CANCEL_FAILED:
+        detail = {"batch_id": record.batch_id, "error": record.last_error}
+    else:
+        detail = {
+            "batch_id": record.batch_id,
+            "status": record.status,
+            "batch": record.batch,
+            "reason": record.reason,
+            "requested_by": record.requested_by,
+        }
+    return Announcement(record.batch_id, detail_type, detail)
+
+
+class EventPublisher:
+    def __init__(self, client: EventBridgeClient, bus_name: str, source: str) -> None:
+        self._client = client
+        self._bus = bus_name
+        self._source = source
+
+    def publish(self, announcements: list[Announcement]) -> list[bool]:
+        """Send every announcement; the result says, per announcement, whether it was accepted."""
+        accepted: list[bool] = []
+        for chunk in _chunks([self._entry(a) for a in announcements]):
+            accepted.extend(self._put(chunk))
+        return accepted
+
+    def put_detail(self, detail_type: str, detail: dict[str, Any]) -> bool:
+        return self._put([self._entry(Announcement("", detail_type, detail))])[0]
+
+    def _entry(self, announcement: Announcement) -> dict[str, Any]:
+        return {
+            "Source": self._source,
+            "DetailType": announcement.detail_type,
+            "Detail": dumps(announcement.detail),
+            "EventBusName": self._bus,
+        }
+
+    def _put(self, entries: list[dict[str, Any]]) -> list[bool]:
+        try:
+            answer = self._client.put_events(Entries=entries)  # type: ignore[arg-type]
+        except (ClientError, BotoCoreError):
+            return [False] * len(entries)
+        results = answer.get("Entries", [])
+        if len(results) != len(entries):
+            return [False] * len(entries)
+        # An entry without an EventId (and with an ErrorCode) was not delivered.
+        return [bool(result.get("EventId")) and not result.get("ErrorCode") for result in results]
+
+
+def _chunks(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    chunks: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    size = 0
+    for entry in entries:
+        entry_size = len(entry["Detail"].encode()) + len(entry["DetailType"]) + 200
+        if current and (
+            len(current) == PUT_EVENTS_MAX_ENTRIES or size + entry_size > PUT_EVENTS_MAX_BYTES
+        ):
+            chunks.append(current)
+            current, size = [], 0
+        current.append(entry)
+        size += entry_size
+    if current:
+        chunks.append(current)
+    return chunks

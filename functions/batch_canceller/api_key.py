@@ -1,0 +1,63 @@
+"""The OpenAI key, from Secrets Manager through Powertools Parameters (cached per container)."""
+
+from __future__ import annotations
+
+import json
+from typing import Protocol
+
+from batch_canceller.config import ConfigurationError
+
+SECRET_CACHE_SECONDS = 300
+
+
+class ApiKeySource(Protocol):
+    def get(self, *, refresh: bool = False) -> str: ...
+
+
+class SecretsManagerApiKey:
+    """Reads the raw key or JSON `{"api_key": "..."}`; `refresh` bypasses the cache after a 401."""
+
+    def __init__(self, secret_id: str, max_age_seconds: int = SECRET_CACHE_SECONDS) -> None:
+        self._secret_id = secret_id
+        self._max_age = max_age_seconds
+
+    def get(self, *, refresh: bool = False) -> str:
+        # Imported here: the parameters utility pulls in boto3, which cold start can defer.
+        from aws_lambda_powertools.utilities import parameters
+
+        try:
+            raw = parameters.get_secret(self._secret_id, max_age=self._max_age, force_fetch=refresh)
+        except parameters.exceptions.GetParameterError as exc:
+            # The provider's message names the secret, never its value.
+            raise ConfigurationError(
+                f"cannot read OPENAI_API_KEY_SECRET_ID {self._secret_id!r}: {type(exc).__name__}"
+            ) from None
+        return parse_secret(raw if isinstance(raw, str) else raw.decode("utf-8"))
+
+
+def parse_secret(raw: str) -> str:
+    text = raw.strip()
+    if text.startswith("{"):
+        try:
+            document = json.loads(text)
+        except ValueError:
+            raise ConfigurationError(
+                "the API key secret looks like JSON but does not parse"
+            ) from None
+        key = document.get("api_key") if isinstance(document, dict) else None
+        if not isinstance(key, str) or not key.strip():
+            raise ConfigurationError('the API key secret JSON needs a string "api_key"')
+        return key.strip()
+    if not text:
+        raise ConfigurationError("the API key secret is empty")
+    return text
+
+
+class StaticApiKey:
+    """A fixed key (scripts and benchmarks)."""
+
+    def __init__(self, key: str) -> None:
+        self._key = key
+
+    def get(self, *, refresh: bool = False) -> str:
+        return self._key

@@ -1,0 +1,196 @@
+"""Routes an invocation's messages: invalid ones to the DLQ, work to the processor, and answers
+each entry point the way it expects (a partial batch response for SQS, a summary otherwise)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from batch_canceller.commands import (
+    MAX_BATCH_IDS,
+    CancelCommand,
+    InvalidInput,
+    StatusCheck,
+    SweepRequest,
+)
+from batch_canceller.deadline import Deadline
+from batch_canceller.inbound import (
+    InboundMessage,
+    from_direct,
+    from_eventbridge,
+    from_sqs,
+    source_of,
+)
+from batch_canceller.observability import Tally, logger
+from batch_canceller.processor import CancelProcessor, CancelWork, Work, WorkResult
+from batch_canceller.queue import DeadLetterSender, OutgoingMessage, QueueSender
+
+# Runs a request that is not per-batch work (a sweep, a scheduled cancellation); returns a summary.
+SideRequestRunner = Callable[[Any, Deadline], dict[str, Any]]
+
+
+@dataclass
+class Application:
+    processor: CancelProcessor
+    dead_letters: DeadLetterSender
+    queue: QueueSender
+    tally: Tally
+    run_sweep: SideRequestRunner | None = None
+    run_schedule: SideRequestRunner | None = None
+
+    def handle(self, event: Any, context: Any) -> dict[str, Any]:
+        deadline = Deadline.from_context(context)
+        source = source_of(event)
+        if source == "sqs":
+            return self._handle_sqs(from_sqs(event), deadline)
+        if source == "eventbridge":
+            message = from_eventbridge(event)
+        else:
+            message = from_direct(event, str(getattr(context, "aws_request_id", "direct")))
+        return self._handle_single(message, deadline)
+
+    def _handle_sqs(self, messages: list[InboundMessage], deadline: Deadline) -> dict[str, Any]:
+        failed: set[str] = set()
+        works: list[tuple[str, Work]] = []
+        for message in messages:
+            try:
+                accepted, _ = self._accept(message, deadline)
+                works.extend((message.message_id, work) for work in accepted)
+            except _MessageFailed as exc:
+                logger.warning(
+                    "message will be retried",
+                    extra={"message_id": message.message_id, "why": str(exc)},
+                )
+                failed.add(message.message_id)
+        results = self.processor.run([work for _, work in works], deadline)
+        for (message_id, _), result in zip(works, results, strict=True):
+            if result.failed:
+                failed.add(message_id)
+        self._log_outcomes(results)
+        # The contract of ReportBatchItemFailures: only these messages come back.
+        return {"batchItemFailures": [{"itemIdentifier": mid} for mid in sorted(failed)]}
+
+    def _handle_single(self, message: InboundMessage, deadline: Deadline) -> dict[str, Any]:
+        try:
+            works, side = self._accept(message, deadline)
+        except _MessageFailed as exc:
+            raise RuntimeError(f"request could not be handled: {exc}") from None
+        if message.error is not None:
+            return {"status": "rejected", "error": message.error}
+        if not works:
+            return {"status": "done", **side}
+        results = self.processor.run(works, deadline)
+        self._log_outcomes(results)
+        unfinished = [result.work for result in results if result.failed]
+        if unfinished:
+            self._requeue(unfinished)
+        return {
+            "status": "done" if not unfinished else "partially_requeued",
+            "outcomes": dict(Counter(result.outcome for result in results)),
+            "requeued": [work.batch_id for work in unfinished],
+        }
+
+    def _accept(
+        self, message: InboundMessage, deadline: Deadline
+    ) -> tuple[list[Work], dict[str, Any]]:
+        """The per-batch work a message asks for, and the summary of anything run on the spot
+        (a sweep, a scheduled cancellation); invalid input goes to the DLQ here."""
+        if message.error is not None:
+            self._dead_letter(message)
+            return [], {}
+        request = message.request
+        if isinstance(request, StatusCheck):
+            return [request], {}
+        if isinstance(request, SweepRequest):
+            return [], self._run_side(self.run_sweep, request, message, deadline, "sweep")
+        assert isinstance(request, CancelCommand)
+        if request.cancel_at is not None:
+            return [], self._run_side(self.run_schedule, request, message, deadline, "cancel_at")
+        works: list[Work] = [
+            CancelWork(batch_id, request.reason, request.requested_by)
+            for batch_id in request.batch_ids
+        ]
+        return works, {}
+
+    def _run_side(
+        self,
+        runner: SideRequestRunner | None,
+        request: Any,
+        message: InboundMessage,
+        deadline: Deadline,
+        what: str,
+    ) -> dict[str, Any]:
+        if runner is None:
+            bad = InboundMessage(
+                message.message_id,
+                message.source,
+                message.raw,
+                error=f"{what} is not enabled in this deployment",
+            )
+            self._dead_letter(bad)
+            return {"status": "rejected", "error": bad.error}
+        try:
+            return runner(request, deadline)
+        except InvalidInput as exc:
+            self._dead_letter(
+                InboundMessage(message.message_id, message.source, message.raw, error=str(exc))
+            )
+            return {"status": "rejected", "error": str(exc)}
+        except Exception as exc:
+            logger.exception(f"{what} failed", extra={"message_id": message.message_id})
+            raise _MessageFailed(f"{what} failed: {type(exc).__name__}") from exc
+
+    def _dead_letter(self, message: InboundMessage) -> None:
+        reason = message.error or "invalid"
+        self.tally.count("InvalidMessages")
+        logger.error(
+            "invalid message sent to the DLQ",
+            extra={"message_id": message.message_id, "source": message.source, "why": reason},
+        )
+        if not self.dead_letters.configured:
+            if message.source == "sqs":
+                # Without a DLQ URL, SQS's own redrive moves it there after maxReceiveCount.
+                raise _MessageFailed(reason)
+            raise InvalidInput(reason)
+        try:
+            self.dead_letters.send(message.raw, reason, message.source, message.message_id)
+        except Exception as exc:
+            raise _MessageFailed(f"DLQ unavailable: {type(exc).__name__}") from exc
+
+    def _requeue(self, works: list[Work]) -> None:
+        """Unfinished work from an event or a direct call goes to the queue, where SQS retries it."""
+        messages: list[OutgoingMessage] = []
+        commands: dict[tuple[str | None, str | None], list[str]] = {}
+        for work in works:
+            if isinstance(work, StatusCheck):
+                messages.append(OutgoingMessage(work.to_message()))
+            else:
+                commands.setdefault((work.reason, work.requested_by), []).append(work.batch_id)
+        for (reason, requested_by), ids in commands.items():
+            for start in range(0, len(ids), MAX_BATCH_IDS):
+                body: dict[str, Any] = {"batch_ids": ids[start : start + MAX_BATCH_IDS]}
+                if reason is not None:
+                    body["reason"] = reason
+                if requested_by is not None:
+                    body["requested_by"] = requested_by
+                messages.append(OutgoingMessage(body))
+        accepted = self.queue.send_many(messages)
+        if not all(accepted):
+            raise RuntimeError(f"{accepted.count(False)} unfinished requests could not be requeued")
+        self.tally.count("Requeued", len(works))
+
+    def _log_outcomes(self, results: list[WorkResult]) -> None:
+        if results:
+            logger.info(
+                "batch work finished",
+                extra={
+                    "outcomes": dict(Counter(result.outcome for result in results)),
+                    "failed": sum(result.failed for result in results),
+                },
+            )
+
+
+class _MessageFailed(Exception):
+    """The message could not be handled now; it must come back (SQS) or the call must fail."""

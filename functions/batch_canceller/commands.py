@@ -1,0 +1,214 @@
+"""Input models: every entry point's payload becomes one of these, or an InvalidInput."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+BATCH_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,256}")
+MAX_BATCH_IDS = 1000
+MAX_BODY_BYTES = 512 * 1024
+MAX_TEXT_FIELD = 1024
+SWEEP_FILTERS = frozenset(
+    {"older_than_minutes", "metadata", "endpoint", "model", "statuses", "dry_run", "max_cancels"}
+)
+
+
+class InvalidInput(ValueError):
+    """Permanently invalid input: retrying cannot help, so it goes to the DLQ with this reason."""
+
+
+@dataclass(frozen=True)
+class CancelCommand:
+    batch_ids: tuple[str, ...]
+    reason: str | None = None
+    requested_by: str | None = None
+    cancel_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class StatusCheck:
+    """An internal follow-up: look at a `cancelling` batch again (sent by the function itself)."""
+
+    batch_id: str
+    watch_id: str
+    attempt: int
+    since: datetime
+
+    def to_message(self) -> dict[str, Any]:
+        return {
+            "check": {
+                "batch_id": self.batch_id,
+                "watch_id": self.watch_id,
+                "attempt": self.attempt,
+                "since": self.since.isoformat(),
+            }
+        }
+
+
+@dataclass(frozen=True)
+class SweepRequest:
+    filters: Mapping[str, Any] = field(default_factory=dict)
+
+
+Request = CancelCommand | StatusCheck | SweepRequest
+
+
+def parse_message_body(body: str) -> Request:
+    """An SQS body: JSON (a command, sweep or check) or a bare batch ID."""
+    if len(body.encode("utf-8", errors="surrogatepass")) > MAX_BODY_BYTES:
+        raise InvalidInput(f"message body is larger than {MAX_BODY_BYTES} bytes")
+    text = body.strip()
+    if BATCH_ID_PATTERN.fullmatch(text):
+        return CancelCommand(batch_ids=(text,))
+    try:
+        payload = json.loads(text)
+    except (ValueError, RecursionError):
+        raise InvalidInput(
+            "message body is neither JSON nor a batch ID (1-256 characters of A-Z a-z 0-9 _ -)"
+        ) from None
+    if isinstance(payload, str):
+        return CancelCommand(batch_ids=(validate_batch_id(payload),))
+    return parse_payload(payload)
+
+
+def parse_payload(payload: object) -> Request:
+    """A JSON object: an SQS body, an EventBridge `detail`, or a direct invoke payload."""
+    if not isinstance(payload, dict):
+        raise InvalidInput(f"expected a JSON object, got {_json_type(payload)}")
+    if "check" in payload:
+        return _parse_check(payload)
+    if "sweep" in payload:
+        return _parse_sweep(payload)
+    return _parse_command(payload)
+
+
+def validate_batch_id(value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"a batch ID must be a string, got {_json_type(value)}")
+    if not BATCH_ID_PATTERN.fullmatch(value):
+        raise InvalidInput(
+            f"invalid batch ID {_preview(value)}: expected 1-256 characters of A-Z a-z 0-9 _ -"
+        )
+    return value
+
+
+def _parse_command(payload: dict[str, Any]) -> CancelCommand:
+    allowed = {"batch_id", "batch_ids", "reason", "requested_by", "cancel_at"}
+    _reject_unknown(payload, allowed, "command")
+    if ("batch_id" in payload) == ("batch_ids" in payload):
+        raise InvalidInput("a command needs exactly one of 'batch_id' or 'batch_ids'")
+    if "batch_id" in payload:
+        ids: tuple[str, ...] = (validate_batch_id(payload["batch_id"]),)
+    else:
+        raw_ids = payload["batch_ids"]
+        if not isinstance(raw_ids, list):
+            raise InvalidInput(f"'batch_ids' must be a list, got {_json_type(raw_ids)}")
+        if not raw_ids:
+            raise InvalidInput("'batch_ids' is empty")
+        if len(raw_ids) > MAX_BATCH_IDS:
+            raise InvalidInput(
+                f"'batch_ids' has {len(raw_ids)} entries; at most {MAX_BATCH_IDS} are allowed"
+            )
+        # Duplicates in one command are one cancel each, not two.
+        ids = tuple(dict.fromkeys(validate_batch_id(item) for item in raw_ids))
+    return CancelCommand(
+        batch_ids=ids,
+        reason=_optional_text(payload, "reason"),
+        requested_by=_optional_text(payload, "requested_by"),
+        cancel_at=_optional_time(payload, "cancel_at"),
+    )
+
+
+def _parse_check(payload: dict[str, Any]) -> StatusCheck:
+    _reject_unknown(payload, {"check"}, "status check")
+    check = payload["check"]
+    if not isinstance(check, dict):
+        raise InvalidInput("'check' must be an object")
+    attempt = check.get("attempt")
+    watch_id = check.get("watch_id")
+    if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1:
+        raise InvalidInput("'check.attempt' must be a positive integer")
+    if not isinstance(watch_id, str) or not watch_id:
+        raise InvalidInput("'check.watch_id' must be a non-empty string")
+    since = _optional_time(check, "since")
+    if since is None:
+        raise InvalidInput("'check.since' is required")
+    return StatusCheck(
+        batch_id=validate_batch_id(check.get("batch_id")),
+        watch_id=watch_id,
+        attempt=attempt,
+        since=since,
+    )
+
+
+def _parse_sweep(payload: dict[str, Any]) -> SweepRequest:
+    _reject_unknown(payload, {"sweep"}, "sweep")
+    sweep = payload["sweep"]
+    if not isinstance(sweep, dict):
+        raise InvalidInput("'sweep' must be an object")
+    _reject_unknown(sweep, SWEEP_FILTERS, "sweep")
+    return SweepRequest(filters=dict(sweep))
+
+
+def _reject_unknown(
+    payload: Mapping[str, Any], allowed: set[str] | frozenset[str], what: str
+) -> None:
+    unknown = sorted(str(key) for key in payload if key not in allowed)
+    if unknown:
+        raise InvalidInput(
+            f"unknown field(s) in {what}: {', '.join(_preview(k) for k in unknown[:5])};"
+            f" allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def _optional_text(payload: Mapping[str, Any], name: str) -> str | None:
+    value = payload.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"'{name}' must be a string, got {_json_type(value)}")
+    if len(value) > MAX_TEXT_FIELD:
+        raise InvalidInput(f"'{name}' is longer than {MAX_TEXT_FIELD} characters")
+    return value
+
+
+def _optional_time(payload: Mapping[str, Any], name: str) -> datetime | None:
+    value = payload.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"'{name}' must be an ISO-8601 string, got {_json_type(value)}")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"'{name}' is not an ISO-8601 time: {_preview(value)}") from None
+    if moment.tzinfo is None:
+        raise InvalidInput(f"'{name}' needs a UTC offset, e.g. 2026-01-01T06:00:00+00:00")
+    return moment
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _preview(value: str, limit: int = 40) -> str:
+    """Quote user text in errors without echoing huge or control-character input."""
+    shown = value if len(value) <= limit else value[:limit] + "..."
+    return ascii(shown)

@@ -1,0 +1,48 @@
+"""Logger and Metrics, created once per container; a thread-safe tally that workers feed."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+SERVICE = "batch-canceller"
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace="BatchCanceller", service=SERVICE)
+
+# EMF allows 100 values per metric in one document.
+MAX_LATENCY_SAMPLES = 100
+
+
+class Tally:
+    """Collects counts and API latencies from worker threads; flushed once per invocation."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counts: Counter[str] = Counter()
+        self.latencies_ms: list[float] = []
+
+    def count(self, name: str, value: int = 1) -> None:
+        with self._lock:
+            self.counts[name] += value
+
+    def api_call(self, operation: str, status: int | None, seconds: float) -> None:
+        with self._lock:
+            self.counts["ApiCalls"] += 1
+            self.latencies_ms.append(seconds * 1000.0)
+
+    def api_retry(self, operation: str, reason: str) -> None:
+        self.count("ApiRetries")
+        logger.warning("retrying OpenAI API call", extra={"operation": operation, "why": reason})
+
+    def flush(self, target: Metrics) -> None:
+        with self._lock:
+            counts, self.counts = self.counts, Counter()
+            latencies, self.latencies_ms = self.latencies_ms, []
+        for name, value in sorted(counts.items()):
+            target.add_metric(name=name, unit=MetricUnit.Count, value=value)
+        step = max(1, len(latencies) // MAX_LATENCY_SAMPLES)
+        for sample in latencies[::step][:MAX_LATENCY_SAMPLES]:
+            target.add_metric(name="ApiLatency", unit=MetricUnit.Milliseconds, value=sample)

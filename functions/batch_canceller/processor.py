@@ -1,0 +1,313 @@
+"""Cancels batches and follows them: many at once, each to a stored record and its events.
+
+One run takes a list of work items (a batch ID to cancel, or a status check of a `cancelling`
+batch), does the API call and the conditional write for each on a bounded pool of threads, then
+sends what the run produced in batches: status checks ten to a SendMessageBatch, events ten to a
+PutEvents. A work item whose follow-up could not be sent is reported failed, and its message
+comes back; the record's pending events make the redelivery announce what is still owed.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from batch_canceller.announcer import Announcement, EventPublisher, announcement_from
+from batch_canceller.commands import StatusCheck
+from batch_canceller.config import ConfigurationError
+from batch_canceller.deadline import Deadline
+from batch_canceller.observability import Tally, logger
+from batch_canceller.openai_api import (
+    MIN_REQUEST_SECONDS,
+    ApiResponse,
+    OpenAIBatchClient,
+    TransientApiError,
+)
+from batch_canceller.queue import OutgoingMessage, QueueSender
+from batch_canceller.records import BatchRecord, BatchStore, iso, utc_now
+from batch_canceller.statuses import DetailType
+
+
+@dataclass(frozen=True)
+class CancelWork:
+    batch_id: str
+    reason: str | None = None
+    requested_by: str | None = None
+
+
+Work = CancelWork | StatusCheck
+
+
+@dataclass(frozen=True)
+class PollSettings:
+    initial_delay_seconds: int
+    max_delay_seconds: int
+    timeout_seconds: int
+
+    def delay_before(self, attempt: int, since: datetime, now: datetime) -> int:
+        """Wait before check `attempt`: doubling from the initial delay, capped, and never past
+        the moment the watch times out (so a stall is noticed when it happens)."""
+        growing = min(self.max_delay_seconds, self.initial_delay_seconds * 2 ** (attempt - 1))
+        left = self.timeout_seconds - (now - since).total_seconds()
+        return int(max(0, min(growing, math.ceil(left))))
+
+
+@dataclass(frozen=True)
+class WorkResult:
+    work: Work
+    outcome: str
+    failure: str | None = None
+    record: BatchRecord | None = None
+    next_check: StatusCheck | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.failure is not None
+
+
+class CancelProcessor:
+    def __init__(
+        self,
+        api: OpenAIBatchClient,
+        store: BatchStore,
+        publisher: EventPublisher,
+        queue: QueueSender,
+        poll: PollSettings,
+        executor: ThreadPoolExecutor,
+        tally: Tally,
+        redact: Callable[[str], str],
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._api = api
+        self._store = store
+        self._publisher = publisher
+        self._queue = queue
+        self._poll = poll
+        self._executor = executor
+        self._tally = tally
+        self._redact = redact
+        self._clock = clock
+
+    def run(self, works: Sequence[Work], deadline: Deadline) -> list[WorkResult]:
+        results = list(self._executor.map(lambda work: self._safely(work, deadline), works))
+        results = self._send_checks(results)
+        return self._announce(results)
+
+    # -- one work item ---------------------------------------------------------------------
+
+    def _safely(self, work: Work, deadline: Deadline) -> WorkResult:
+        if not deadline.allows(MIN_REQUEST_SECONDS):
+            self._tally.count("DeadlineDeferrals")
+            return WorkResult(work, "deferred", failure="not started: invocation deadline")
+        try:
+            if isinstance(work, CancelWork):
+                self._tally.count("CancelRequests")
+                return self._cancel(work, deadline)
+            self._tally.count("StatusChecks")
+            return self._check(work, deadline)
+        except TransientApiError as exc:
+            self._tally.count("TransientFailures")
+            logger.warning(
+                "OpenAI API unavailable", extra={"batch_id": work.batch_id, "why": str(exc)}
+            )
+            return WorkResult(work, "transient", failure=str(exc))
+        except ConfigurationError as exc:
+            self._tally.count("ConfigurationErrors")
+            logger.error("configuration error", extra={"batch_id": work.batch_id, "why": str(exc)})
+            return WorkResult(work, "configuration", failure=str(exc))
+        except (ClientError, BotoCoreError) as exc:
+            self._tally.count("StoreFailures")
+            logger.warning(
+                "AWS call failed", extra={"batch_id": work.batch_id, "why": type(exc).__name__}
+            )
+            return WorkResult(work, "aws", failure=f"AWS call failed: {type(exc).__name__}")
+        except Exception as exc:
+            self._tally.count("UnexpectedErrors")
+            logger.exception("unexpected error", extra={"batch_id": work.batch_id})
+            return WorkResult(work, "unexpected", failure=f"unexpected {type(exc).__name__}")
+
+    def _cancel(self, work: CancelWork, deadline: Deadline) -> WorkResult:
+        answer = self._api.cancel_batch(work.batch_id, deadline)
+        if not answer.ok and answer.status in (400, 409) and _says_cannot_cancel(answer):
+            # Already terminal (or otherwise not cancellable): store the batch's real state.
+            answer = self._api.retrieve_batch(work.batch_id, deadline)
+        if not answer.ok:
+            return self._api_error(work, answer)
+        batch = _batch_object(answer, work.batch_id)
+        saved = self._store.save_batch(work.batch_id, batch, work.reason, work.requested_by)
+        record = saved.record
+        next_check = None
+        if record.status == "cancelling":
+            # A new chain of status checks; one already running is superseded at its next step.
+            # The watch's clock keeps running from the first time the batch was seen cancelling.
+            restart = record.watch_since is None or (
+                DetailType.CANCEL_STALLED.value in record.announced_events
+            )
+            since = self._clock() if restart or record.watch_since is None else record.watch_since
+            next_check = StatusCheck(work.batch_id, uuid.uuid4().hex, 1, since)
+        return WorkResult(work, record.status or "unknown", record=record, next_check=next_check)
+
+    def _check(self, work: StatusCheck, deadline: Deadline) -> WorkResult:
+        answer = self._api.retrieve_batch(work.batch_id, deadline)
+        if not answer.ok:
+            return self._api_error(work, answer)
+        saved = self._store.save_batch(work.batch_id, _batch_object(answer, work.batch_id))
+        record = saved.record
+        if record.status != "cancelling":
+            return WorkResult(work, record.status or "unknown", record=record)
+        if record.watch_id != work.watch_id or record.poll_attempt > work.attempt:
+            # A duplicate delivery or an older chain: the current chain carries on.
+            return WorkResult(work, "check_superseded", record=record)
+        if (self._clock() - work.since).total_seconds() >= self._poll.timeout_seconds:
+            stalled = self._store.mark_stalled(work.batch_id, work.watch_id)
+            return WorkResult(work, "stalled", record=stalled.record)
+        following = replace(work, attempt=work.attempt + 1)
+        return WorkResult(work, "cancelling", record=record, next_check=following)
+
+    def _api_error(self, work: Work, answer: ApiResponse) -> WorkResult:
+        error = answer.error()
+        last_error = {
+            "http_status": answer.status,
+            "type": error.get("type"),
+            "code": error.get("code"),
+            "message": self._redact(str(error.get("message") or f"HTTP {answer.status}")),
+            "at": iso(self._clock()),
+        }
+        reason = work.reason if isinstance(work, CancelWork) else None
+        requested_by = work.requested_by if isinstance(work, CancelWork) else None
+        if answer.status in (401, 403):
+            # Not the batch's fault: keep the message for later, and make noise.
+            self._store.save_error(
+                work.batch_id, last_error, announce=False, reason=reason, requested_by=requested_by
+            )
+            self._tally.count("ConfigurationErrors")
+            logger.error(
+                "OpenAI API rejected the credentials; check the key secret and its permissions",
+                extra={
+                    "batch_id": work.batch_id,
+                    "http_status": answer.status,
+                    "request_id": answer.request_id,
+                },
+            )
+            return WorkResult(work, "unauthorized", failure=f"HTTP {answer.status}: key rejected")
+        saved = self._store.save_error(
+            work.batch_id, last_error, announce=True, reason=reason, requested_by=requested_by
+        )
+        logger.info(
+            "cancel failed permanently",
+            extra={
+                "batch_id": work.batch_id,
+                "http_status": answer.status,
+                "request_id": answer.request_id,
+            },
+        )
+        return WorkResult(work, "cancel_failed", record=saved.record)
+
+    # -- what a run produced ---------------------------------------------------------------
+
+    def _send_checks(self, results: list[WorkResult]) -> list[WorkResult]:
+        due = [i for i, result in enumerate(results) if result.next_check and not result.failed]
+        if not due:
+            return results
+        now = self._clock()
+        checks = [results[i].next_check for i in due]
+        messages = [
+            OutgoingMessage(
+                check.to_message(), self._poll.delay_before(check.attempt, check.since, now)
+            )
+            for check in checks
+            if check is not None
+        ]
+        sent = self._queue.send_many(messages)
+
+        def record_sent(index_and_sent: tuple[int, bool]) -> WorkResult:
+            index, was_sent = index_and_sent
+            result = results[index]
+            check = result.next_check
+            assert check is not None
+            if not was_sent:
+                return replace(result, failure="status check could not be queued")
+            # The check is recorded only once sent, so the item never names a chain that
+            # does not exist; a crash in between leaves an orphan check that is superseded.
+            try:
+                if check.attempt == 1:
+                    self._store.start_watch(check.batch_id, check.watch_id, check.since)
+                else:
+                    self._store.advance_watch(check.batch_id, check.watch_id, check.attempt)
+            except (ClientError, BotoCoreError) as exc:
+                return replace(result, failure=f"watch not recorded: {type(exc).__name__}")
+            self._tally.count("StatusChecksScheduled")
+            return result
+
+        updated = list(self._executor.map(record_sent, zip(due, sent, strict=True)))
+        for index, result in zip(due, updated, strict=True):
+            results[index] = result
+        return results
+
+    def _announce(self, results: list[WorkResult]) -> list[WorkResult]:
+        owed: dict[tuple[str, str], Announcement] = {}
+        for result in results:
+            if result.record is None or result.failed:
+                continue
+            for detail_type in sorted(result.record.pending_events):
+                key = (result.record.batch_id, detail_type)
+                owed.setdefault(key, announcement_from(result.record, detail_type))
+        if not owed:
+            return results
+        announcements = list(owed.values())
+        accepted = self._publisher.publish(announcements)
+        unpublished = {
+            (a.batch_id, a.detail_type)
+            for a, ok in zip(announcements, accepted, strict=True)
+            if not ok
+        }
+
+        def settle(pair: tuple[Announcement, bool]) -> None:
+            announcement, ok = pair
+            if not ok:
+                return
+            self._tally.count(announcement.detail_type.replace(" ", ""))
+            try:
+                self._store.mark_announced(announcement.batch_id, announcement.detail_type)
+            except (ClientError, BotoCoreError):
+                # The event is out; failing the message would only announce it twice.
+                logger.exception(
+                    "event sent but not marked announced", extra={"batch_id": announcement.batch_id}
+                )
+
+        list(self._executor.map(settle, zip(announcements, accepted, strict=True)))
+        if unpublished:
+            self._tally.count("EventPublishFailures", len(unpublished))
+            logger.warning("events not accepted by EventBridge", extra={"count": len(unpublished)})
+        return [
+            replace(result, failure="event not published")
+            if result.record is not None
+            and not result.failed
+            and any(
+                (result.record.batch_id, t) in unpublished for t in result.record.pending_events
+            )
+            else result
+            for result in results
+        ]
+
+
+def _says_cannot_cancel(answer: ApiResponse) -> bool:
+    return "cannot cancel" in str(answer.error().get("message", "")).lower()
+
+
+def _batch_object(answer: ApiResponse, batch_id: str) -> dict[str, Any]:
+    body = answer.body
+    if not isinstance(body, dict) or not isinstance(body.get("status"), str):
+        raise TransientApiError(
+            f"HTTP {answer.status} answer for {batch_id} is not a Batch object",
+            answer.status,
+            answer.request_id,
+        )
+    return body

@@ -1,0 +1,91 @@
+"""Messages this function sends itself: delayed status checks, requeued work, dead letters."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+SEND_BATCH_MAX_ENTRIES = 10
+MAX_DELAY_SECONDS = 900
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    body: dict[str, Any]
+    delay_seconds: int = 0
+
+
+class QueueSender:
+    def __init__(self, client: SQSClient, queue_url: str) -> None:
+        self._client = client
+        self._url = queue_url
+
+    def send_many(self, messages: Sequence[OutgoingMessage]) -> list[bool]:
+        """SendMessageBatch ten at a time; per message, whether SQS accepted it."""
+        accepted: list[bool] = []
+        for start in range(0, len(messages), SEND_BATCH_MAX_ENTRIES):
+            chunk = messages[start : start + SEND_BATCH_MAX_ENTRIES]
+            entries = [
+                {
+                    "Id": str(index),
+                    "MessageBody": json.dumps(message.body, separators=(",", ":")),
+                    "DelaySeconds": max(0, min(MAX_DELAY_SECONDS, message.delay_seconds)),
+                }
+                for index, message in enumerate(chunk)
+            ]
+            try:
+                answer = self._client.send_message_batch(QueueUrl=self._url, Entries=entries)  # type: ignore[arg-type]
+            except (ClientError, BotoCoreError):
+                accepted.extend([False] * len(chunk))
+                continue
+            ok = {entry["Id"] for entry in answer.get("Successful", [])}
+            accepted.extend(str(index) in ok for index in range(len(chunk)))
+        return accepted
+
+
+class DeadLetterSender:
+    """Puts a permanently invalid input on the DLQ with the reason as message attributes."""
+
+    def __init__(self, client: SQSClient, queue_url: str | None) -> None:
+        self._client = client
+        self._url = queue_url
+
+    @property
+    def configured(self) -> bool:
+        return self._url is not None
+
+    def send(self, body: str, reason: str, source: str, original_id: str | None) -> None:
+        if self._url is None:
+            raise RuntimeError("DEAD_LETTER_QUEUE_URL is not set")
+        attributes: dict[str, Any] = {
+            "error_reason": {"DataType": "String", "StringValue": reason[:1024] or "invalid"},
+            "error_source": {"DataType": "String", "StringValue": source},
+        }
+        if original_id:
+            attributes["original_message_id"] = {"DataType": "String", "StringValue": original_id}
+        # SQS accepts only certain Unicode code points; keep the body faithful where possible.
+        self._client.send_message(
+            QueueUrl=self._url,
+            MessageBody=_sqs_safe(body) or "<empty>",
+            MessageAttributes=attributes,
+        )
+
+
+def _sqs_safe(text: str) -> str:
+    def allowed(char: str) -> bool:
+        code = ord(char)
+        return (
+            code in (0x9, 0xA, 0xD)
+            or 0x20 <= code <= 0xD7FF
+            or 0xE000 <= code <= 0xFFFD
+            or 0x10000 <= code <= 0x10FFFF
+        )
+
+    return "".join(char if allowed(char) else "\ufffd" for char in text)

@@ -1,0 +1,276 @@
+"""The BatchesTable: one item per batch, written so that it never moves backwards.
+
+Besides the contract's attributes the item keeps the bookkeeping that makes events exactly-once
+across crashes and redeliveries (`pending_events`, `announced_events`) and the identity of the
+status-check chain that follows a `cancelling` batch (`watch_id`, `watch_since`, `poll_attempt`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from batch_canceller.json_values import from_item, to_attribute
+from batch_canceller.statuses import TERMINAL_RANK, DetailType, announcement_for, rank
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    batch_id: str
+    status: str | None
+    batch: dict[str, Any] | None
+    updated_at: str | None
+    reason: str | None = None
+    requested_by: str | None = None
+    last_error: dict[str, Any] | None = None
+    pending_events: frozenset[str] = frozenset()
+    announced_events: frozenset[str] = frozenset()
+    watch_id: str | None = None
+    watch_since: datetime | None = None
+    poll_attempt: int = 0
+
+    @classmethod
+    def from_attributes(cls, attributes: dict[str, Any]) -> BatchRecord:
+        item = from_item(attributes)
+        since = item.get("watch_since")
+        return cls(
+            batch_id=str(item["batch_id"]),
+            status=item.get("status"),
+            batch=item.get("batch"),
+            updated_at=item.get("updated_at"),
+            reason=item.get("reason"),
+            requested_by=item.get("requested_by"),
+            last_error=item.get("last_error"),
+            pending_events=frozenset(item.get("pending_events", ())),
+            announced_events=frozenset(item.get("announced_events", ())),
+            watch_id=item.get("watch_id"),
+            watch_since=datetime.fromisoformat(since) if since else None,
+            poll_attempt=int(item.get("poll_attempt", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    record: BatchRecord
+    # False when the stored state was already as new or newer (stale answer, duplicate).
+    changed: bool
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class BatchStore:
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table_name: str,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._client = client
+        self._table = table_name
+        self._clock = clock
+
+    def get(self, batch_id: str) -> BatchRecord | None:
+        answer = self._client.get_item(
+            TableName=self._table, Key={"batch_id": {"S": batch_id}}, ConsistentRead=True
+        )
+        item = answer.get("Item")
+        return BatchRecord.from_attributes(item) if item else None
+
+    def save_batch(
+        self,
+        batch_id: str,
+        batch: dict[str, Any],
+        reason: str | None = None,
+        requested_by: str | None = None,
+    ) -> SaveResult:
+        """Store the API's Batch object unless the item already holds the same or a later state."""
+        status = str(batch["status"])
+        new_rank = rank(status)
+        sets = [
+            "#status = :status",
+            "status_rank = :rank",
+            "#batch = :batch",
+            "updated_at = :now",
+        ]
+        values: dict[str, Any] = {
+            ":status": to_attribute(status),
+            ":rank": to_attribute(new_rank),
+            ":batch": to_attribute(batch),
+            ":now": to_attribute(iso(self._clock())),
+            ":terminal": to_attribute(TERMINAL_RANK),
+        }
+        for name, value in (("reason", reason), ("requested_by", requested_by)):
+            if value is not None:
+                sets.append(f"{name} = :{name}")
+                values[f":{name}"] = to_attribute(value)
+        expression = "SET " + ", ".join(sets) + " REMOVE last_error"
+        announcement = announcement_for(status)
+        if announcement is not None:
+            # Only the first terminal write passes the condition, so this is the transition.
+            expression += " ADD pending_events :announce"
+            values[":announce"] = {"SS": [announcement.value]}
+        return self._update(
+            batch_id,
+            expression,
+            values,
+            condition=(
+                "attribute_not_exists(status_rank) OR status_rank < :rank"
+                " OR (status_rank = :rank AND status_rank < :terminal)"
+            ),
+            names={"#status": "status", "#batch": "batch"},
+        )
+
+    def save_error(
+        self,
+        batch_id: str,
+        error: dict[str, Any],
+        *,
+        announce: bool,
+        reason: str | None = None,
+        requested_by: str | None = None,
+    ) -> SaveResult:
+        """Record a permanent API error; `announce` queues one `Batch Cancel Failed` per batch."""
+        sets = ["last_error = :error", "updated_at = :now"]
+        values: dict[str, Any] = {
+            ":error": to_attribute(error),
+            ":now": to_attribute(iso(self._clock())),
+        }
+        for name, value in (("reason", reason), ("requested_by", requested_by)):
+            if value is not None:
+                sets.append(f"{name} = :{name}")
+                values[f":{name}"] = to_attribute(value)
+        expression = "SET " + ", ".join(sets)
+        if announce:
+            failed = DetailType.CANCEL_FAILED.value
+            result = self._update(
+                batch_id,
+                expression + " ADD pending_events :announce",
+                {**values, ":announce": {"SS": [failed]}, ":failed": {"S": failed}},
+                condition=(
+                    "NOT contains(announced_events, :failed)"
+                    " AND NOT contains(pending_events, :failed)"
+                ),
+            )
+            if result.changed:
+                return result
+        return self._update(batch_id, expression, values, condition=None)
+
+    def start_watch(self, batch_id: str, watch_id: str, since: datetime) -> None:
+        """Point the item at a new status-check chain (after its first check was sent)."""
+        self._client.update_item(
+            TableName=self._table,
+            Key={"batch_id": {"S": batch_id}},
+            UpdateExpression="SET watch_id = :watch, watch_since = :since, poll_attempt = :one",
+            ExpressionAttributeValues={
+                ":watch": {"S": watch_id},
+                ":since": {"S": since.isoformat()},
+                ":one": {"N": "1"},
+            },
+        )
+
+    def advance_watch(self, batch_id: str, watch_id: str, attempt: int) -> bool:
+        """Record that check `attempt` of the chain was sent; False if another chain took over."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"batch_id": {"S": batch_id}},
+                UpdateExpression="SET poll_attempt = :attempt",
+                ConditionExpression="watch_id = :watch AND poll_attempt < :attempt",
+                ExpressionAttributeValues={
+                    ":watch": {"S": watch_id},
+                    ":attempt": {"N": str(attempt)},
+                },
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def mark_stalled(self, batch_id: str, watch_id: str) -> SaveResult:
+        stalled = DetailType.CANCEL_STALLED.value
+        return self._update(
+            batch_id,
+            "SET stalled_at = :now, updated_at = :now ADD pending_events :announce",
+            {
+                ":now": to_attribute(iso(self._clock())),
+                ":announce": {"SS": [stalled]},
+                ":stalled": {"S": stalled},
+                ":cancelling": {"S": "cancelling"},
+                ":watch": {"S": watch_id},
+            },
+            condition=(
+                "#status = :cancelling AND watch_id = :watch"
+                " AND NOT contains(announced_events, :stalled)"
+                " AND NOT contains(pending_events, :stalled)"
+            ),
+            names={"#status": "status"},
+        )
+
+    def mark_announced(self, batch_id: str, detail_type: str) -> None:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"batch_id": {"S": batch_id}},
+                UpdateExpression="DELETE pending_events :event ADD announced_events :event",
+                ConditionExpression="contains(pending_events, :type)",
+                ExpressionAttributeValues={
+                    ":event": {"SS": [detail_type]},
+                    ":type": {"S": detail_type},
+                },
+            )
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise
+
+    def _update(
+        self,
+        batch_id: str,
+        expression: str,
+        values: dict[str, Any],
+        condition: str | None,
+        names: dict[str, str] | None = None,
+    ) -> SaveResult:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": {"batch_id": {"S": batch_id}},
+            "UpdateExpression": expression,
+            "ExpressionAttributeValues": values,
+            "ReturnValues": "ALL_NEW",
+        }
+        if names:
+            request["ExpressionAttributeNames"] = names
+        if condition:
+            request["ConditionExpression"] = condition
+            request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        try:
+            answer = self._client.update_item(**request)
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise
+            current: Any = exc.response.get("Item")
+            if current is None:
+                current = self._client.get_item(
+                    TableName=self._table, Key={"batch_id": {"S": batch_id}}, ConsistentRead=True
+                ).get("Item")
+            if current is None:
+                raise
+            return SaveResult(BatchRecord.from_attributes(current), changed=False)
+        return SaveResult(BatchRecord.from_attributes(answer["Attributes"]), changed=True)
+
+
+def _is_condition_failure(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"

@@ -1,0 +1,91 @@
+"""Builds the application from Settings: clients created once per container and shared."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+
+from batch_canceller.announcer import EventPublisher
+from batch_canceller.api_key import ApiKeySource, SecretsManagerApiKey
+from batch_canceller.app import Application
+from batch_canceller.config import Settings
+from batch_canceller.observability import Tally
+from batch_canceller.openai_api import ApiEndpoint, OpenAIBatchClient
+from batch_canceller.processor import CancelProcessor, PollSettings
+from batch_canceller.queue import DeadLetterSender, QueueSender
+from batch_canceller.records import BatchStore
+
+if TYPE_CHECKING:
+    import urllib3
+
+
+def aws_config(max_in_flight: int) -> Config:
+    # Every worker thread may hold an AWS connection; adaptive retries absorb throttling.
+    return Config(
+        retries={"mode": "standard", "max_attempts": 5},
+        connect_timeout=3,
+        read_timeout=10,
+        max_pool_connections=max_in_flight + 4,
+    )
+
+
+def build_application(
+    settings: Settings,
+    *,
+    session: boto3.Session | None = None,
+    api_key: ApiKeySource | None = None,
+    pool: urllib3.PoolManager | None = None,
+    executor: ThreadPoolExecutor | None = None,
+) -> Application:
+    session = session or boto3.Session()
+    config = aws_config(settings.max_in_flight)
+    dynamodb = session.client("dynamodb", config=config)
+    sqs = session.client("sqs", config=config)
+    events = session.client("events", config=config)
+    key_source = api_key or SecretsManagerApiKey(settings.api_key_secret_id)
+    tally = Tally()
+    api = OpenAIBatchClient(
+        ApiEndpoint(
+            base_url=settings.openai_base_url,
+            style=settings.api_style,
+            azure_api_version=settings.azure_api_version,
+            organization=settings.openai_organization,
+            project=settings.openai_project,
+        ),
+        key_source,
+        pool or OpenAIBatchClient.new_pool(settings.max_in_flight),
+        observer=tally,
+    )
+    queue = QueueSender(sqs, settings.cancel_queue_url)
+    processor = CancelProcessor(
+        api=api,
+        store=BatchStore(dynamodb, settings.batches_table_name),
+        publisher=EventPublisher(events, settings.event_bus_name, settings.event_source),
+        queue=queue,
+        poll=PollSettings(
+            settings.poll_initial_delay_seconds,
+            settings.poll_max_delay_seconds,
+            settings.poll_timeout_seconds,
+        ),
+        executor=executor
+        or ThreadPoolExecutor(max_workers=settings.max_in_flight, thread_name_prefix="cancel"),
+        tally=tally,
+        redact=_redactor(key_source),
+    )
+    return Application(
+        processor=processor,
+        dead_letters=DeadLetterSender(sqs, settings.dead_letter_queue_url),
+        queue=queue,
+        tally=tally,
+    )
+
+
+def _redactor(key_source: ApiKeySource) -> Any:
+    def redact(text: str) -> str:
+        key = key_source.get()
+        return text.replace(key, "[redacted]") if key else text
+
+    return redact
