@@ -1,0 +1,1 @@
+"""The local stack: AWS emulated by moto, the OpenAI emulator, and Lambda's event sources."""

@@ -1,0 +1,53 @@
+"""Shared fixtures: moto in server mode and the OpenAI emulator, both over real sockets."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from moto.server import ThreadedMotoServer
+
+from infra.openai_emulator import OpenAIEmulator
+from tests.support import API_KEY, LocalAws, Stack
+
+# The function's code reads standard AWS variables; nothing may reach a real AWS account.
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "POWERTOOLS_METRICS_NAMESPACE": "BatchCancellerTests",
+        "POWERTOOLS_SERVICE_NAME": "batch-canceller",
+    }
+)
+os.environ.pop("AWS_PROFILE", None)
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    os.environ["AWS_ENDPOINT_URL"] = url
+    yield url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def local_aws(moto_url: str) -> LocalAws:
+    return LocalAws(moto_url)
+
+
+@pytest.fixture
+def stack(local_aws: LocalAws) -> Stack:
+    """Fresh, uniquely named resources for one test: table, queue + DLQ, bus, secret."""
+    return local_aws.create_stack()
+
+
+@pytest.fixture
+def emulator() -> Iterator[OpenAIEmulator]:
+    with OpenAIEmulator(api_keys={API_KEY}, cancel_delay_seconds=1.0) as emu:
+        yield emu

@@ -1,0 +1,227 @@
+"""Test helpers: resources on moto, building the function, and reading what it produced."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+from batch_canceller.app import Application
+from batch_canceller.config import Settings
+from batch_canceller.service import build_application
+from infra.local_stack.lambda_context import LocalLambdaContext
+from infra.local_stack.sqs_event_source import SqsEventSource
+
+API_KEY = "sk-test-" + "k3y" * 12  # long and distinctive, so the secret scan cannot miss it
+REGION = "us-east-1"
+
+
+def client(service: str, endpoint: str) -> Any:
+    return boto3.session.Session(region_name=REGION).client(service, endpoint_url=endpoint)
+
+
+@dataclass
+class Stack:
+    endpoint: str
+    table_name: str
+    queue_url: str
+    dlq_url: str
+    bus_name: str
+    secret_id: str
+    capture_queue_url: str
+    seen_events: list[dict[str, Any]] = field(default_factory=list)
+
+    def settings(self, base_url: str, **overrides: str) -> Settings:
+        env = {
+            "BATCHES_TABLE_NAME": self.table_name,
+            "EVENT_BUS_NAME": self.bus_name,
+            "CANCEL_QUEUE_URL": self.queue_url,
+            "DEAD_LETTER_QUEUE_URL": self.dlq_url,
+            "OPENAI_API_KEY_SECRET_ID": self.secret_id,
+            "OPENAI_BASE_URL": base_url,
+            "POLL_INITIAL_DELAY_SECONDS": "1",
+            "POLL_MAX_DELAY_SECONDS": "2",
+            "MAX_IN_FLIGHT": "8",
+        }
+        env.update(overrides)
+        return Settings.from_env(env)
+
+    def app(self, base_url: str, aws_endpoint: str | None = None, **overrides: str) -> Application:
+        """The function, as Lambda would build it; `aws_endpoint` routes it through a proxy."""
+        session = boto3.session.Session(region_name=REGION)
+        if aws_endpoint is not None:
+            session = _EndpointSession(aws_endpoint)  # type: ignore[assignment]
+        return build_application(self.settings(base_url, **overrides), session=session)
+
+    # -- reading what the function produced ------------------------------------------------
+
+    def item(self, batch_id: str) -> dict[str, Any] | None:
+        table = boto3.resource("dynamodb", region_name=REGION, endpoint_url=self.endpoint).Table(
+            self.table_name
+        )
+        return table.get_item(Key={"batch_id": batch_id}, ConsistentRead=True).get("Item")
+
+    def items(self) -> list[dict[str, Any]]:
+        table = boto3.resource("dynamodb", region_name=REGION, endpoint_url=self.endpoint).Table(
+            self.table_name
+        )
+        return table.scan(ConsistentRead=True)["Items"]
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every event the bus delivered so far (kept across calls)."""
+        sqs = client("sqs", self.endpoint)
+        while True:
+            answer = sqs.receive_message(
+                QueueUrl=self.capture_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+            )
+            messages = answer.get("Messages", [])
+            if not messages:
+                return self.seen_events
+            for message in messages:
+                self.seen_events.append(json.loads(message["Body"]))
+                sqs.delete_message(
+                    QueueUrl=self.capture_queue_url, ReceiptHandle=message["ReceiptHandle"]
+                )
+
+    def events_of(self, detail_type: str, batch_id: str | None = None) -> list[dict[str, Any]]:
+        return [
+            event
+            for event in self.events()
+            if event["detail-type"] == detail_type
+            and (batch_id is None or event["detail"].get("batch_id") == batch_id)
+        ]
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        sqs = client("sqs", self.endpoint)
+        found = []
+        while True:
+            answer = sqs.receive_message(
+                QueueUrl=self.dlq_url,
+                MaxNumberOfMessages=10,
+                MessageAttributeNames=["All"],
+                VisibilityTimeout=300,
+            )
+            messages = answer.get("Messages", [])
+            if not messages:
+                return found
+            found.extend(messages)
+
+    def queued_bodies(self) -> list[dict[str, Any]]:
+        """Bodies waiting on the cancel queue (delayed ones included, via the attributes)."""
+        sqs = client("sqs", self.endpoint)
+        answer = sqs.receive_message(
+            QueueUrl=self.queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0
+        )
+        return [json.loads(m["Body"]) for m in answer.get("Messages", [])]
+
+    def event_source(self, app: Application, **options: Any) -> SqsEventSource:
+        return SqsEventSource(client("sqs", self.endpoint), self.queue_url, app.handle, **options)
+
+    def run_until(
+        self,
+        app: Application,
+        done: Callable[[], bool],
+        timeout: float = 30.0,
+    ) -> None:
+        """Feed the cancel queue to the function, as Lambda would, until `done()` holds."""
+        source = self.event_source(app)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if done():
+                return
+            source.poll_once(wait_seconds=1)
+        raise AssertionError(f"condition not reached within {timeout} s")
+
+
+class _EndpointSession:
+    """A boto3 session whose clients all talk to one endpoint (a fault proxy in front of moto)."""
+
+    def __init__(self, endpoint: str) -> None:
+        self._session = boto3.session.Session(region_name=REGION)
+        self._endpoint = endpoint
+
+    def client(self, service: str, **kwargs: Any) -> Any:
+        return self._session.client(service, endpoint_url=self._endpoint, **kwargs)
+
+
+class LocalAws:
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+
+    def create_stack(self, api_key: str = API_KEY, visibility_timeout: int = 2) -> Stack:
+        suffix = uuid.uuid4().hex[:10]
+        dynamodb = client("dynamodb", self.endpoint)
+        sqs = client("sqs", self.endpoint)
+        events = client("events", self.endpoint)
+        secrets = client("secretsmanager", self.endpoint)
+        table = f"batches-{suffix}"
+        dynamodb.create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": "batch_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "batch_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        dlq_url = sqs.create_queue(QueueName=f"cancel-dlq-{suffix}")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        queue_url = sqs.create_queue(
+            QueueName=f"cancel-{suffix}",
+            Attributes={
+                "VisibilityTimeout": str(visibility_timeout),
+                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5}),
+            },
+        )["QueueUrl"]
+        bus = f"bus-{suffix}"
+        events.create_event_bus(Name=bus)
+        capture_url = sqs.create_queue(QueueName=f"capture-{suffix}")["QueueUrl"]
+        capture_arn = sqs.get_queue_attributes(QueueUrl=capture_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        events.put_rule(
+            Name=f"capture-{suffix}",
+            EventBusName=bus,
+            EventPattern=json.dumps({"source": ["batch-canceller"]}),
+        )
+        events.put_targets(
+            Rule=f"capture-{suffix}",
+            EventBusName=bus,
+            Targets=[{"Id": "capture", "Arn": capture_arn}],
+        )
+        secret = f"openai-key-{suffix}"
+        secrets.create_secret(Name=secret, SecretString=json.dumps({"api_key": api_key}))
+        return Stack(self.endpoint, table, queue_url, dlq_url, bus, secret, capture_url)
+
+
+def sqs_event(*bodies: str, ids: list[str] | None = None) -> dict[str, Any]:
+    """An SQS event as Lambda delivers it, one record per body."""
+    message_ids = ids or [f"msg-{index}-{uuid.uuid4().hex[:6]}" for index in range(len(bodies))]
+    return {
+        "Records": [
+            {
+                "messageId": message_id,
+                "receiptHandle": "handle-" + message_id,
+                "body": body,
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:cancel",
+                "awsRegion": REGION,
+            }
+            for message_id, body in zip(message_ids, bodies, strict=True)
+        ]
+    }
+
+
+def context(seconds: float = 60.0) -> LocalLambdaContext:
+    return LocalLambdaContext(timeout_seconds=seconds)
+
+
+def failed_ids(answer: dict[str, Any]) -> set[str]:
+    return {item["itemIdentifier"] for item in answer["batchItemFailures"]}
