@@ -63,14 +63,15 @@ def parse_message_body(body: str) -> Request:
     if len(body.encode("utf-8", errors="surrogatepass")) > MAX_BODY_BYTES:
         raise InvalidInput(f"message body is larger than {MAX_BODY_BYTES} bytes")
     text = body.strip()
-    if BATCH_ID_PATTERN.fullmatch(text):
-        return CancelCommand(batch_ids=(text,))
+    if not text.startswith(("{", "[", '"')):
+        # Not JSON-shaped: a bare batch ID, as sent by `aws sqs send-message --message-body ID`.
+        return CancelCommand(batch_ids=(validate_batch_id(text),))
     try:
         payload = json.loads(text)
-    except (ValueError, RecursionError):
-        raise InvalidInput(
-            "message body is neither JSON nor a batch ID (1-256 characters of A-Z a-z 0-9 _ -)"
-        ) from None
+    except RecursionError:
+        raise InvalidInput("message body is JSON nested too deeply") from None
+    except ValueError as exc:
+        raise InvalidInput(f"message body is not valid JSON: {exc}") from None
     if isinstance(payload, str):
         return CancelCommand(batch_ids=(validate_batch_id(payload),))
     return parse_payload(payload)

@@ -1,0 +1,66 @@
+"""`python -m infra.openai_emulator`: run the emulator until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from infra.openai_emulator.server import OpenAIEmulator
+
+logger = logging.getLogger("infra.openai_emulator")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.openai_emulator", description="Local OpenAI Batch API emulator."
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8089, help="0 picks a free port")
+    parser.add_argument(
+        "--api-key", action="append", dest="api_keys", help="accepted key (repeatable)"
+    )
+    parser.add_argument("--cancel-delay", type=float, default=2.0, help="seconds in cancelling")
+    parser.add_argument("--prefix", default="/v1", help="API path prefix, e.g. /openai")
+    parser.add_argument("--style", choices=("openai", "azure"), default="openai")
+    parser.add_argument("--seed", type=int, default=0, help="seed N in_progress batches")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added per answer")
+    parser.add_argument("--log-level", default="WARNING")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    emulator = OpenAIEmulator(
+        api_keys=args.api_keys or ["sk-test"],
+        cancel_delay_seconds=args.cancel_delay,
+        port=args.port,
+        path_prefix=args.prefix,
+        api_style=args.style,
+        host=args.host,
+        latency_seconds=args.latency,
+    )
+    with emulator:
+        for batch in emulator.seed_many(args.seed):
+            logger.info("seeded %s", batch["id"])
+        # The one stdout line: wrappers wait for it to know the port is open.
+        print(f"OpenAI emulator listening on {emulator.base_url}", flush=True)
+        while not stop.wait(0.5):  # short waits keep signal handling prompt everywhere
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

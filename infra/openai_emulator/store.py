@@ -1,0 +1,280 @@
+"""Batch objects and their lifecycle, computed lazily from the clock on every read."""
+
+from __future__ import annotations
+
+import copy
+import secrets
+import string
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from infra.openai_emulator.errors import not_found, openai_error
+
+CANCELLABLE_STATUSES = frozenset({"validating", "in_progress", "finalizing"})
+TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
+BATCH_STATUSES = CANCELLABLE_STATUSES | TERMINAL_STATUSES | {"cancelling"}
+
+DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
+EXPIRY_SECONDS = 24 * 60 * 60
+MIN_LIMIT, MAX_LIMIT, DEFAULT_LIMIT = 1, 100, 20
+_ALNUM = string.ascii_letters + string.digits
+
+
+def new_batch_id() -> str:
+    return "batch_" + secrets.token_hex(12)
+
+
+def _file_id() -> str:
+    return "file-" + "".join(secrets.choice(_ALNUM) for _ in range(22))
+
+
+@dataclass
+class _Record:
+    batch: dict[str, Any]
+    delay_override: float | None
+    # Exact clock reading and delay captured at cancel time: the Batch only carries
+    # whole seconds, and changing the emulator's delay later must not move old cancels.
+    cancel_started: float | None = None
+    cancel_delay: float = 0.0
+
+
+class BatchStore:
+    """All batches; every method takes the shared lock, none of them sleeps."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        cancel_delay_seconds: float,
+        lock: threading.Lock | None = None,
+    ) -> None:
+        self._clock = clock
+        self.cancel_delay_seconds = cancel_delay_seconds
+        self._lock = lock or threading.Lock()
+        self._records: dict[str, _Record] = {}
+
+    def seed(
+        self,
+        batch_id: str | None = None,
+        status: str = "in_progress",
+        created_at: int | None = None,
+        metadata: dict[str, str] | None = None,
+        endpoint: str = "/v1/chat/completions",
+        model: str | None = None,
+        cancel_delay_seconds: float | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        if status not in BATCH_STATUSES:
+            raise ValueError(f"unknown batch status {status!r}")
+        if batch_id is None and isinstance(extra.get("id"), str):
+            batch_id = extra.pop("id")
+        extra.pop("id", None)
+        with self._lock:
+            now = self._clock()
+            batch = _new_batch(
+                batch_id or new_batch_id(),
+                status,
+                int(now) if created_at is None else int(created_at),
+                metadata,
+                endpoint,
+                model or DEFAULT_MODEL,
+            )
+            batch.update(extra)  # verbatim, so tests can add future or odd-typed fields
+            record = _Record(batch, cancel_delay_seconds)
+            if status == "cancelling":
+                record.cancel_started = now
+                record.cancel_delay = self._delay_for(record)
+                batch["cancelling_at"] = int(now)
+            self._records[batch["id"]] = record  # re-seeding an id replaces it
+            return self._view(record, now)
+
+    def create(self, body: Any) -> dict[str, Any]:
+        """`POST /batches`: a new batch in `validating` (it stays there; nothing runs)."""
+        if not isinstance(body, dict):
+            raise openai_error(400, "The request body must be a JSON object.")
+        for name in ("input_file_id", "endpoint", "completion_window"):
+            if not isinstance(body.get(name), str):
+                raise openai_error(
+                    400, f"Missing required parameter: '{name}'.", param=name, code="missing"
+                )
+        if body["completion_window"] != "24h":
+            raise openai_error(
+                400,
+                "Invalid 'completion_window': expected '24h'.",
+                param="completion_window",
+                code="invalid_value",
+            )
+        metadata = body.get("metadata")
+        return self.seed(
+            status="validating",
+            endpoint=body["endpoint"],
+            metadata=metadata if isinstance(metadata, dict) else None,
+            input_file_id=body["input_file_id"],
+        )
+
+    def get(self, batch_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            record = self._records.get(batch_id)
+            return None if record is None else self._view(record, self._clock())
+
+    def all(self) -> list[dict[str, Any]]:
+        with self._lock:
+            now = self._clock()
+            return [self._view(r, now) for r in self._sorted()]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._records.clear()
+
+    def cancel(self, batch_id: str) -> dict[str, Any]:
+        with self._lock:
+            record = self._records.get(batch_id)
+            if record is None:
+                raise not_found(batch_id)
+            now = self._clock()
+            self._advance(record, now)
+            status = record.batch["status"]
+            if status in TERMINAL_STATUSES:
+                raise openai_error(409, f"Cannot cancel a batch with status '{status}'.")
+            if status in CANCELLABLE_STATUSES:
+                record.cancel_started = now
+                record.cancel_delay = self._delay_for(record)
+                record.batch["status"] = "cancelling"
+                record.batch["cancelling_at"] = int(now)
+            # Already `cancelling`: answered with the current object, like the real API.
+            return self._view(record, now)
+
+    def list_page(self, after: str | None, limit_text: str | None) -> dict[str, Any]:
+        limit = _parse_limit(limit_text)
+        with self._lock:
+            now = self._clock()
+            ordered = self._sorted()
+            start = 0
+            if after:
+                ids = [r.batch["id"] for r in ordered]
+                # An unknown cursor pages past the end: an empty page, not an error.
+                start = ids.index(after) + 1 if after in ids else len(ids)
+            page = [self._view(r, now) for r in ordered[start : start + limit]]
+            return {
+                "object": "list",
+                "data": page,
+                "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None,
+                "has_more": start + limit < len(ordered),
+            }
+
+    def _sorted(self) -> list[_Record]:
+        # Newest first; equal created_at falls back to id so pages are stable.
+        return sorted(
+            self._records.values(),
+            key=lambda r: (r.batch["created_at"], r.batch["id"]),
+            reverse=True,
+        )
+
+    def _delay_for(self, record: _Record) -> float:
+        if record.delay_override is not None:
+            return record.delay_override
+        return self.cancel_delay_seconds
+
+    def _advance(self, record: _Record, now: float) -> None:
+        batch = record.batch
+        if batch["status"] != "cancelling" or record.cancel_started is None:
+            return
+        finished = record.cancel_started + record.cancel_delay
+        if now >= finished:
+            batch["status"] = "cancelled"
+            batch["cancelled_at"] = int(finished)
+
+    def _view(self, record: _Record, now: float) -> dict[str, Any]:
+        self._advance(record, now)
+        return copy.deepcopy(record.batch)
+
+
+def _parse_limit(text: str | None) -> int:
+    if text is None or text == "":
+        return DEFAULT_LIMIT
+    try:
+        limit = int(text)
+    except ValueError:
+        raise openai_error(
+            400,
+            f"Invalid 'limit': expected an integer, but got '{text}' instead.",
+            param="limit",
+            code="invalid_type",
+        ) from None
+    if limit < MIN_LIMIT:
+        raise openai_error(
+            400,
+            "Invalid 'limit': integer below minimum value. "
+            f"Expected a value >= {MIN_LIMIT}, but got {limit} instead.",
+            param="limit",
+            code="integer_below_min_value",
+        )
+    if limit > MAX_LIMIT:
+        raise openai_error(
+            400,
+            "Invalid 'limit': integer above maximum value. "
+            f"Expected a value <= {MAX_LIMIT}, but got {limit} instead.",
+            param="limit",
+            code="integer_above_max_value",
+        )
+    return limit
+
+
+def _new_batch(
+    batch_id: str,
+    status: str,
+    created_at: int,
+    metadata: dict[str, str] | None,
+    endpoint: str,
+    model: str,
+) -> dict[str, Any]:
+    """Every field of the spec's Batch schema, in its order, nulls included."""
+    started = status != "validating"
+    total = 100
+    completed = total if status == "completed" else 0
+    return {
+        "id": batch_id,
+        "object": "batch",
+        "endpoint": endpoint,
+        "model": model,
+        "errors": _errors() if status == "failed" else None,
+        "input_file_id": _file_id(),
+        "completion_window": "24h",
+        "status": status,
+        "output_file_id": _file_id() if status == "completed" else None,
+        "error_file_id": None,
+        "created_at": created_at,
+        "in_progress_at": created_at if started and status != "failed" else None,
+        "expires_at": created_at + EXPIRY_SECONDS,
+        "finalizing_at": created_at if status in ("finalizing", "completed") else None,
+        "completed_at": created_at if status == "completed" else None,
+        "failed_at": created_at if status == "failed" else None,
+        "expired_at": created_at + EXPIRY_SECONDS if status == "expired" else None,
+        "cancelling_at": created_at if status in ("cancelling", "cancelled") else None,
+        "cancelled_at": created_at if status == "cancelled" else None,
+        "request_counts": {"total": total if started else 0, "completed": completed, "failed": 0},
+        "usage": {
+            "input_tokens": 0,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": 0,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": 0,
+        },
+        "metadata": metadata,
+    }
+
+
+def _errors() -> dict[str, Any]:
+    return {
+        "object": "list",
+        "data": [
+            {
+                "code": "invalid_json_line",
+                "message": "This line is not parseable as valid JSON.",
+                "param": None,
+                "line": 1,
+            }
+        ],
+    }

@@ -1,0 +1,165 @@
+"""Each transition is announced once: through duplicates, stale answers, crashes and PutEvents faults."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from batch_canceller.announcer import Announcement
+from infra.fault_proxy import FaultProxy, Rule
+from infra.openai_emulator import OpenAIEmulator
+from tests.support import API_KEY, Stack, context, failed_ids, sqs_event
+
+
+@pytest.fixture
+def instant_emulator() -> Iterator[OpenAIEmulator]:
+    """Cancels take effect at once, so one invocation reaches `cancelled`."""
+    with OpenAIEmulator(api_keys={API_KEY}, cancel_delay_seconds=0) as emu:
+        yield emu
+
+
+@pytest.fixture
+def proxy(moto_url: str) -> Iterator[FaultProxy]:
+    with FaultProxy(upstream=moto_url) as running:
+        yield running
+
+
+def test_duplicate_delivery_announces_nothing_new(
+    stack: Stack, instant_emulator: OpenAIEmulator
+) -> None:
+    batch = instant_emulator.seed(status="in_progress")
+    app = stack.app(instant_emulator.base_url)
+    event = sqs_event(batch["id"])
+
+    app.handle(event, context())
+    app.handle(event, context())  # SQS delivers the same message again
+    app.handle(sqs_event(batch["id"]), context())  # and someone asks again
+
+    assert len(stack.events_of("Batch Cancelled", batch["id"])) == 1
+    assert (stack.item(batch["id"]) or {}).get("status") == "cancelled"
+
+
+def test_duplicates_inside_one_sqs_batch_announce_once(
+    stack: Stack, instant_emulator: OpenAIEmulator
+) -> None:
+    batch = instant_emulator.seed(status="in_progress")
+    app = stack.app(instant_emulator.base_url)
+
+    body = json.dumps({"batch_ids": [batch["id"], batch["id"]]})
+    answer = app.handle(sqs_event(batch["id"], body, batch["id"]), context())
+
+    assert failed_ids(answer) == set()
+    assert len(stack.events_of("Batch Cancelled", batch["id"])) == 1
+
+
+def test_put_events_http_500_loses_nothing_and_redelivery_announces_once(
+    stack: Stack, instant_emulator: OpenAIEmulator, proxy: FaultProxy
+) -> None:
+    # GIVEN EventBridge answering 500 to every PutEvents
+    batch = instant_emulator.seed(status="in_progress")
+    proxy.add_rule(Rule(operation="Events.PutEvents", action="http_error", status=500, times=None))
+    app = stack.app(instant_emulator.base_url, aws_endpoint=proxy.url)
+    event = sqs_event(batch["id"])
+
+    # WHEN the cancel succeeds but the event cannot be published
+    first = app.handle(event, context())
+
+    # THEN the message comes back, the record keeps the event as owed
+    assert failed_ids(first) == {event["Records"][0]["messageId"]}
+    assert stack.events() == []
+    item = stack.item(batch["id"])
+    assert item is not None
+    assert item["status"] == "cancelled"
+    assert item["pending_events"] == {"Batch Cancelled"}
+
+    # AND once EventBridge recovers, the redelivery announces it exactly once
+    proxy.clear_rules()
+    second = app.handle(event, context())
+    app.handle(event, context())
+    assert failed_ids(second) == set()
+    assert len(stack.events_of("Batch Cancelled", batch["id"])) == 1
+    assert "pending_events" not in (stack.item(batch["id"]) or {})
+
+
+def test_put_events_failed_entry_count_is_a_failure(
+    stack: Stack, instant_emulator: OpenAIEmulator, proxy: FaultProxy
+) -> None:
+    batches = [instant_emulator.seed(status="in_progress") for _ in range(3)]
+    proxy.add_rule(
+        Rule(operation="Events.PutEvents", action="put_events_partial", fail_fraction=0.5, seed=7, times=1)
+    )
+    app = stack.app(instant_emulator.base_url, aws_endpoint=proxy.url)
+    event = sqs_event(*[b["id"] for b in batches])
+
+    first = app.handle(event, context())
+
+    # Some entries were refused: exactly those messages come back.
+    delivered = {e["detail"]["batch_id"] for e in stack.events_of("Batch Cancelled")}
+    refused = {b["id"] for b in batches} - delivered
+    assert refused
+    by_id = {r["body"]: r["messageId"] for r in event["Records"]}
+    assert failed_ids(first) == {by_id[batch_id] for batch_id in refused}
+
+    app.handle(sqs_event(*sorted(refused)), context())
+    for batch in batches:
+        assert len(stack.events_of("Batch Cancelled", batch["id"])) == 1
+
+
+class _Crash(BaseException):
+    """The process dying: nothing after it runs, not even `except Exception` handlers."""
+
+
+class _CrashingPublisher:
+    def publish(self, announcements: list[Announcement]) -> list[bool]:
+        raise _Crash
+
+
+def test_crash_between_write_and_put_events_is_announced_on_redelivery(
+    stack: Stack, instant_emulator: OpenAIEmulator
+) -> None:
+    batch = instant_emulator.seed(status="in_progress")
+    doomed = stack.app(instant_emulator.base_url)
+    doomed.processor._publisher = _CrashingPublisher()  # type: ignore[assignment]
+    event = sqs_event(batch["id"])
+
+    with pytest.raises(_Crash):
+        doomed.handle(event, context())
+    assert (stack.item(batch["id"]) or {}).get("status") == "cancelled"
+    assert stack.events() == []
+
+    # A new container gets the redelivered message.
+    fresh = stack.app(instant_emulator.base_url)
+    answer = fresh.handle(event, context())
+    fresh.handle(event, context())
+
+    assert failed_ids(answer) == set()
+    assert len(stack.events_of("Batch Cancelled", batch["id"])) == 1
+
+
+def test_deadline_returns_early_with_the_rest_reported_and_nothing_lost(
+    stack: Stack, instant_emulator: OpenAIEmulator
+) -> None:
+    # GIVEN a slow API and a command too large for the time left
+    batches = instant_emulator.seed_many(12, status="in_progress")
+    instant_emulator.latency_seconds = 0.4
+    app = stack.app(instant_emulator.base_url, MAX_IN_FLIGHT="2")
+    event = sqs_event(json.dumps({"batch_ids": [b["id"] for b in batches]}))
+    short = context(seconds=7.5)  # 5 s are reserved, ~2.5 s usable: not enough for all 12
+
+    answer = app.handle(event, short)
+
+    assert short.get_remaining_time_in_millis() > 0, "returned before the deadline"
+    assert failed_ids(answer) == {event["Records"][0]["messageId"]}
+    done_first = {e["detail"]["batch_id"] for e in stack.events_of("Batch Cancelled")}
+    assert 0 < len(done_first) < 12
+
+    # WHEN the message comes back with enough time
+    instant_emulator.latency_seconds = 0.0
+    again = app.handle(event, context())
+
+    # THEN every batch is cancelled and announced exactly once
+    assert failed_ids(again) == set()
+    for batch in batches:
+        assert len(stack.events_of("Batch Cancelled", batch["id"])) == 1
