@@ -9,7 +9,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from infra.openai_emulator import OpenAIEmulator
-from tests.support import API_KEY, LocalAws, Stack
+from tests.support import API_KEY, SECRETS, LocalAws, Stack
 
 # The function's code reads standard AWS variables; nothing may reach a real AWS account.
 os.environ.update(
@@ -51,3 +51,15 @@ def stack(local_aws: LocalAws) -> Stack:
 def emulator() -> Iterator[OpenAIEmulator]:
     with OpenAIEmulator(api_keys={API_KEY}, cancel_delay_seconds=1.0) as emu:
         yield emu
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Across the whole suite: no test's logs, output or failure text may contain an API key."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    texts = [report.capstdout, report.capstderr, report.caplog, str(report.longrepr or "")]
+    leaked = [secret for secret in SECRETS if any(secret in text for text in texts)]
+    if leaked and report.outcome != "failed":
+        report.outcome = "failed"
+        report.longrepr = f"an API key appeared in the output of {item.nodeid}"

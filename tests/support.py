@@ -10,14 +10,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
-
 from batch_canceller.app import Application
 from batch_canceller.config import Settings
 from batch_canceller.service import build_application
+
 from infra.local_stack.lambda_context import LocalLambdaContext
 from infra.local_stack.sqs_event_source import SqsEventSource
 
 API_KEY = "sk-test-" + "k3y" * 12  # long and distinctive, so the secret scan cannot miss it
+ROTATED_API_KEY = "sk-rotated-" + "r0t" * 12
+# Every key the tests use: none may ever show up in logs, records, events or errors.
+SECRETS = (API_KEY, ROTATED_API_KEY)
 REGION = "us-east-1"
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from batch_canceller.app import Application
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from batch_canceller.app import Application
 from infra.openai_emulator import OpenAIEmulator
 from tests.support import Stack, context, failed_ids, sqs_event
 
@@ -83,14 +83,18 @@ def test_redrive_policy_moves_a_repeatedly_failing_message_to_the_dlq(
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=12,
 )
 arbitrary_bodies = (
     st.text(max_size=300)
     | json_values.map(json.dumps)
     | st.dictionaries(
-        st.sampled_from(["batch_id", "batch_ids", "reason", "requested_by", "cancel_at", "sweep", "check"]),
+        st.sampled_from(
+            ["batch_id", "batch_ids", "reason", "requested_by", "cancel_at", "sweep", "check"]
+        ),
         json_values,
         max_size=3,
     ).map(json.dumps)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from infra.openai_emulator import Fault, OpenAIEmulator
-from tests.support import Stack, context, failed_ids, sqs_event
+from tests.support import ROTATED_API_KEY, Stack, context, failed_ids, sqs_event
 
 
 def test_cancelling_answer_is_stored_and_followed_until_cancelled_with_one_event(
@@ -37,7 +37,9 @@ def test_cancelling_answer_is_stored_and_followed_until_cancelled_with_one_event
     assert set(detail) == {"batch_id", "status", "batch", "reason", "requested_by"}
 
 
-def test_status_check_is_a_delayed_message_on_the_queue(stack: Stack, emulator: OpenAIEmulator) -> None:
+def test_status_check_is_a_delayed_message_on_the_queue(
+    stack: Stack, emulator: OpenAIEmulator
+) -> None:
     batch = emulator.seed(status="in_progress")
     app = stack.app(emulator.base_url, POLL_INITIAL_DELAY_SECONDS="0", POLL_MAX_DELAY_SECONDS="0")
 
@@ -77,7 +79,9 @@ def test_immediate_cancelled_answer_is_stored_and_announced(stack: Stack) -> Non
 def test_conflict_on_a_finished_batch_stores_its_real_state_and_announces_it(
     stack: Stack, emulator: OpenAIEmulator
 ) -> None:
-    finished = {status: emulator.seed(status=status) for status in ("completed", "failed", "expired")}
+    finished = {
+        status: emulator.seed(status=status) for status in ("completed", "failed", "expired")
+    }
     app = stack.app(emulator.base_url)
 
     answer = app.handle(
@@ -164,9 +168,9 @@ def test_rotated_key_is_refetched_once_and_the_cancel_goes_through(
 
     # WHEN the key is rotated in Secrets Manager and at OpenAI
     client("secretsmanager", stack.endpoint).put_secret_value(
-        SecretId=stack.secret_id, SecretString="sk-rotated-key-0123456789"
+        SecretId=stack.secret_id, SecretString=ROTATED_API_KEY
     )
-    emulator.set_api_keys({"sk-rotated-key-0123456789"})
+    emulator.set_api_keys({ROTATED_API_KEY})
     answer = app.handle(sqs_event(batch["id"]), context())
 
     # THEN one 401, one refetch, and the cancel succeeds

@@ -6,8 +6,8 @@ import json
 from collections.abc import Iterator
 
 import pytest
-
 from batch_canceller.announcer import Announcement
+
 from infra.fault_proxy import FaultProxy, Rule
 from infra.openai_emulator import OpenAIEmulator
 from tests.support import API_KEY, Stack, context, failed_ids, sqs_event
@@ -88,7 +88,13 @@ def test_put_events_failed_entry_count_is_a_failure(
 ) -> None:
     batches = [instant_emulator.seed(status="in_progress") for _ in range(3)]
     proxy.add_rule(
-        Rule(operation="Events.PutEvents", action="put_events_partial", fail_fraction=0.5, seed=7, times=1)
+        Rule(
+            operation="Events.PutEvents",
+            action="put_events_partial",
+            fail_fraction=0.5,
+            seed=7,
+            times=1,
+        )
     )
     app = stack.app(instant_emulator.base_url, aws_endpoint=proxy.url)
     event = sqs_event(*[b["id"] for b in batches])
