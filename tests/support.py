@@ -122,6 +122,20 @@ class Stack:
         )
         return [json.loads(m["Body"]) for m in answer.get("Messages", [])]
 
+    def drain_queue(self) -> list[dict[str, Any]]:
+        """Take every message off the cancel queue (bodies parsed), e.g. to see what a sweep sent."""
+        sqs = client("sqs", self.endpoint)
+        bodies: list[dict[str, Any]] = []
+        while True:
+            messages = sqs.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+            ).get("Messages", [])
+            if not messages:
+                return bodies
+            for message in messages:
+                bodies.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
     def event_source(self, app: Application, **options: Any) -> SqsEventSource:
         return SqsEventSource(client("sqs", self.endpoint), self.queue_url, app.handle, **options)
 

@@ -50,9 +50,33 @@ class StatusCheck:
         }
 
 
+NON_TERMINAL_STATUSES = frozenset({"validating", "in_progress", "finalizing", "cancelling"})
+MAX_SWEEP_CANCELS = 100_000
+
+
 @dataclass(frozen=True)
 class SweepRequest:
-    filters: Mapping[str, Any] = field(default_factory=dict)
+    """Cancel every non-terminal batch that matches all the given filters."""
+
+    older_than_minutes: float | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    endpoint: str | None = None
+    model: str | None = None
+    statuses: frozenset[str] | None = None
+    dry_run: bool = False
+    max_cancels: int | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """The policy as given, for logs, summaries and the cancel reason."""
+        described: dict[str, Any] = {
+            "older_than_minutes": self.older_than_minutes,
+            "metadata": dict(self.metadata) or None,
+            "endpoint": self.endpoint,
+            "model": self.model,
+            "statuses": sorted(self.statuses) if self.statuses is not None else None,
+            "max_cancels": self.max_cancels,
+        }
+        return {key: value for key, value in described.items() if value is not None}
 
 
 Request = CancelCommand | StatusCheck | SweepRequest
@@ -153,7 +177,45 @@ def _parse_sweep(payload: dict[str, Any]) -> SweepRequest:
     if not isinstance(sweep, dict):
         raise InvalidInput("'sweep' must be an object")
     _reject_unknown(sweep, SWEEP_FILTERS, "sweep")
-    return SweepRequest(filters=dict(sweep))
+    older = sweep.get("older_than_minutes")
+    if older is not None and (
+        not isinstance(older, int | float) or isinstance(older, bool) or not 0 <= older <= 10**7
+    ):
+        raise InvalidInput("'sweep.older_than_minutes' must be a number of minutes, 0 or more")
+    metadata = sweep.get("metadata") or {}
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise InvalidInput("'sweep.metadata' must be an object of string keys and string values")
+    statuses = sweep.get("statuses")
+    if statuses is not None:
+        if not isinstance(statuses, list) or not statuses:
+            raise InvalidInput("'sweep.statuses' must be a non-empty list")
+        unknown = [s for s in statuses if s not in NON_TERMINAL_STATUSES]
+        if unknown:
+            raise InvalidInput(
+                f"'sweep.statuses' may only name non-terminal statuses "
+                f"({', '.join(sorted(NON_TERMINAL_STATUSES))}); got {_preview(str(unknown))}"
+            )
+    dry_run = sweep.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise InvalidInput("'sweep.dry_run' must be true or false")
+    max_cancels = sweep.get("max_cancels")
+    if max_cancels is not None and (
+        not isinstance(max_cancels, int)
+        or isinstance(max_cancels, bool)
+        or not 1 <= max_cancels <= MAX_SWEEP_CANCELS
+    ):
+        raise InvalidInput(f"'sweep.max_cancels' must be an integer from 1 to {MAX_SWEEP_CANCELS}")
+    return SweepRequest(
+        older_than_minutes=older,
+        metadata=dict(metadata),
+        endpoint=_optional_text(sweep, "endpoint"),
+        model=_optional_text(sweep, "model"),
+        statuses=frozenset(statuses) if statuses is not None else None,
+        dry_run=dry_run,
+        max_cancels=max_cancels,
+    )
 
 
 def _reject_unknown(

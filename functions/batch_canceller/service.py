@@ -17,6 +17,8 @@ from batch_canceller.openai_api import ApiEndpoint, OpenAIBatchClient
 from batch_canceller.processor import CancelProcessor, PollSettings
 from batch_canceller.queue import DeadLetterSender, QueueSender
 from batch_canceller.records import BatchStore
+from batch_canceller.scheduling import CancellationScheduler, queue_arn_from_url
+from batch_canceller.sweep import Sweeper
 
 if TYPE_CHECKING:
     import urllib3
@@ -60,10 +62,11 @@ def build_application(
         observer=tally,
     )
     queue = QueueSender(sqs, settings.cancel_queue_url)
+    publisher = EventPublisher(events, settings.event_bus_name, settings.event_source)
     processor = CancelProcessor(
         api=api,
         store=BatchStore(dynamodb, settings.batches_table_name),
-        publisher=EventPublisher(events, settings.event_bus_name, settings.event_source),
+        publisher=publisher,
         queue=queue,
         poll=PollSettings(
             settings.poll_initial_delay_seconds,
@@ -75,11 +78,20 @@ def build_application(
         tally=tally,
         redact=_redactor(key_source),
     )
+    sweeper = Sweeper(api, queue, publisher)
+    scheduler = CancellationScheduler(
+        session.client("scheduler", config=config),
+        settings.schedule_group_name,
+        settings.scheduler_role_arn,
+        queue_arn_from_url(settings.cancel_queue_url, session.region_name or "us-east-1"),
+    )
     return Application(
         processor=processor,
         dead_letters=DeadLetterSender(sqs, settings.dead_letter_queue_url),
         queue=queue,
         tally=tally,
+        run_sweep=sweeper.run,
+        run_schedule=scheduler.run,
     )
 
 

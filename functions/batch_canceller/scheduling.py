@@ -1,0 +1,123 @@
+"""One-time scheduled cancellations: an EventBridge Scheduler `at()` schedule per batch that
+sends the command back to the queue at `cancel_at`, then deletes itself."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from batch_canceller.commands import CancelCommand, InvalidInput
+from batch_canceller.deadline import Deadline
+from batch_canceller.records import utc_now
+
+if TYPE_CHECKING:
+    from mypy_boto3_scheduler import EventBridgeSchedulerClient
+
+# Our own bound: a cancellation planned further out is more likely a typo than a plan.
+MAX_SCHEDULE_AHEAD = timedelta(days=366)
+NAME_PREFIX = "cancel-"
+
+
+def schedule_name_prefix(batch_id: str) -> str:
+    # Schedule names allow 64 characters; batch IDs up to 256, so the ID is hashed.
+    return NAME_PREFIX + hashlib.sha256(batch_id.encode()).hexdigest()[:20] + "-"
+
+
+def schedule_name(batch_id: str, at: datetime) -> str:
+    return schedule_name_prefix(batch_id) + at.astimezone(UTC).strftime("%Y%m%dT%H%M%S")
+
+
+def queue_arn_from_url(queue_url: str, region: str) -> str:
+    """https://sqs.REGION.amazonaws.com/ACCOUNT/NAME -> arn:aws:sqs:REGION:ACCOUNT:NAME."""
+    parts = queue_url.rstrip("/").split("/")
+    account, name = parts[-2], parts[-1]
+    host = parts[2]
+    if host.startswith("sqs.") and ".amazonaws.com" in host:
+        region = host.split(".")[1]
+    return f"arn:aws:sqs:{region}:{account}:{name}"
+
+
+class CancellationScheduler:
+    def __init__(
+        self,
+        client: EventBridgeSchedulerClient,
+        group_name: str,
+        role_arn: str | None,
+        queue_arn: str,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._client = client
+        self._group = group_name
+        self._role_arn = role_arn
+        self._queue_arn = queue_arn
+        self._clock = clock
+
+    def run(self, command: CancelCommand, deadline: Deadline) -> dict[str, Any]:
+        at = self._validated_time(command)
+        created = []
+        for batch_id in command.batch_ids:
+            name = schedule_name(batch_id, at)
+            self._create(name, batch_id, at, command)
+            self._delete_others(batch_id, keep=name)
+            created.append(name)
+        return {"status": "scheduled", "cancel_at": at.isoformat(), "schedules": created}
+
+    def _validated_time(self, command: CancelCommand) -> datetime:
+        if self._role_arn is None:
+            raise InvalidInput("cancel_at is not available: SCHEDULER_ROLE_ARN is not configured")
+        assert command.cancel_at is not None  # only scheduled commands come here
+        at = command.cancel_at.astimezone(UTC).replace(microsecond=0)
+        now = self._clock()
+        if at <= now:
+            raise InvalidInput(f"cancel_at {at.isoformat()} is in the past")
+        if at - now > MAX_SCHEDULE_AHEAD:
+            raise InvalidInput(
+                f"cancel_at {at.isoformat()} is more than {MAX_SCHEDULE_AHEAD.days} days ahead"
+            )
+        return at
+
+    def _create(self, name: str, batch_id: str, at: datetime, command: CancelCommand) -> None:
+        body: dict[str, Any] = {"batch_ids": [batch_id]}
+        if command.reason is not None:
+            body["reason"] = command.reason
+        if command.requested_by is not None:
+            body["requested_by"] = command.requested_by
+        try:
+            self._client.create_schedule(
+                Name=name,
+                GroupName=self._group,
+                ScheduleExpression=f"at({at.strftime('%Y-%m-%dT%H:%M:%S')})",
+                ScheduleExpressionTimezone="UTC",
+                FlexibleTimeWindow={"Mode": "OFF"},
+                ActionAfterCompletion="DELETE",
+                Target={
+                    "Arn": self._queue_arn,
+                    "RoleArn": str(self._role_arn),
+                    "Input": json.dumps(body, separators=(",", ":")),
+                },
+                Description=f"batch-canceller: cancel {batch_id}"[:512],
+            )
+        except ClientError as exc:
+            # The same command sent twice names the same schedule: one schedule, not an error.
+            if exc.response.get("Error", {}).get("Code") != "ConflictException":
+                raise
+
+    def _delete_others(self, batch_id: str, keep: str) -> None:
+        """A later cancel_at for the same batch replaces the earlier schedule."""
+        paginator = self._client.get_paginator("list_schedules")
+        for page in paginator.paginate(
+            GroupName=self._group, NamePrefix=schedule_name_prefix(batch_id)
+        ):
+            for schedule in page.get("Schedules", []):
+                name = schedule.get("Name")
+                if name and name != keep:
+                    try:
+                        self._client.delete_schedule(Name=name, GroupName=self._group)
+                    except ClientError as exc:
+                        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                            raise
