@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+
 from batch_canceller.app import Application
 from batch_canceller.config import Settings
 from batch_canceller.service import build_application
-
 from infra.local_stack.lambda_context import LocalLambdaContext
 from infra.local_stack.sqs_event_source import SqsEventSource
 

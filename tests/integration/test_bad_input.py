@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from batch_canceller.app import Application
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from batch_canceller.app import Application
 from infra.openai_emulator import OpenAIEmulator
 from tests.support import Stack, context, failed_ids, sqs_event
 

@@ -6,8 +6,8 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from batch_canceller.announcer import Announcement
 
+from batch_canceller.announcer import Announcement
 from infra.fault_proxy import FaultProxy, Rule
 from infra.openai_emulator import OpenAIEmulator
 from tests.support import API_KEY, Stack, context, failed_ids, sqs_event
