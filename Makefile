@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-fast lint typecheck fmt check clean
+.PHONY: venv test lint typecheck fmt check clean demo local
 
 venv: $(STAMP)
 
@@ -33,5 +33,11 @@ fmt: venv
 
 check: lint typecheck test
 
+demo: venv
+	$(BIN)/python -m infra.local_stack.demo
+
+local: venv
+	$(BIN)/python -m infra.local_stack
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam .local-stack .bench

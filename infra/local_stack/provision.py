@@ -1,0 +1,321 @@
+"""Creates the local stack's resources on moto by reading template.yaml: one source of truth.
+
+Queues (attributes, redrive), the table (keys, indexes), the bus, the function's EventBridge
+rule, the schedule group and schedules come from the template. Resources moto cannot run or
+that only matter on AWS (IAM roles, alarms, log groups, queue policies) are named but not
+created; the provisioning report lists them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+from infra.local_stack.resolver import PhysicalResource, Resolver
+from infra.sam.template import load_template
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+FUNCTION_TYPE = "AWS::Serverless::Function"
+NOT_EMULATED = frozenset(
+    {
+        "AWS::IAM::Role",
+        "AWS::Logs::LogGroup",
+        "AWS::CloudWatch::Alarm",
+        "AWS::SNS::Topic",
+        "AWS::SNS::Subscription",
+        "AWS::SQS::QueuePolicy",
+    }
+)
+
+
+@dataclass(frozen=True)
+class SqsSource:
+    """The function's SQS event source mapping."""
+
+    queue_url: str
+    batch_size: int
+    batching_window_seconds: float
+
+
+@dataclass(frozen=True)
+class RuleTarget:
+    """A rule whose target is the function: events land on a local queue the stack drains."""
+
+    rule_name: str
+    queue_url: str
+
+
+@dataclass
+class ProvisionedStack:
+    stack_name: str
+    endpoint: str
+    region: str
+    outputs: dict[str, str]
+    function_environment: dict[str, str]
+    function_timeout_seconds: float
+    sqs_sources: list[SqsSource]
+    rule_targets: list[RuleTarget]
+    queue_urls_by_arn: dict[str, str]
+    created: list[str] = field(default_factory=list)
+    not_emulated: list[str] = field(default_factory=list)
+
+    def state(self, openai_base_url: str) -> dict[str, Any]:
+        """What `make local` writes for the CLI and for people: endpoints and names."""
+        return {
+            "aws_endpoint": self.endpoint,
+            "region": self.region,
+            "openai_base_url": openai_base_url,
+            "outputs": self.outputs,
+            "function_environment": self.function_environment,
+        }
+
+
+def provision(
+    endpoint: str,
+    *,
+    api_key: str,
+    parameter_overrides: dict[str, str] | None = None,
+    stack_name: str = "batch-canceller-local",
+) -> ProvisionedStack:
+    template = load_template()
+    session = boto3.session.Session(
+        region_name=REGION,
+        aws_access_key_id="local",
+        aws_secret_access_key="local",  # noqa: S106 - moto accepts any credentials
+    )
+
+    def aws(service: Any) -> Any:
+        return session.client(service, endpoint_url=endpoint)
+
+    secret_arn = aws("secretsmanager").create_secret(
+        Name=f"{stack_name}/openai", SecretString=json.dumps({"api_key": api_key})
+    )["ARN"]
+    parameters = {
+        name: str(spec.get("Default", "")) for name, spec in template.get("Parameters", {}).items()
+    }
+    parameters["OpenAIApiKeySecretArn"] = secret_arn
+    parameters.update(parameter_overrides or {})
+    resolver = Resolver(
+        template,
+        parameters,
+        {
+            "AWS::StackName": stack_name,
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+        },
+    )
+    resources: dict[str, dict[str, Any]] = template["Resources"]
+    active = {
+        logical_id: resource
+        for logical_id, resource in resources.items()
+        if "Condition" not in resource or resolver.condition(resource["Condition"])
+    }
+    _register_names(resolver, active, stack_name, endpoint)
+    stack = ProvisionedStack(
+        stack_name=stack_name,
+        endpoint=endpoint,
+        region=REGION,
+        outputs={},
+        function_environment={},
+        function_timeout_seconds=0,
+        sqs_sources=[],
+        rule_targets=[],
+        queue_urls_by_arn={},
+    )
+    _create_queues(aws("sqs"), resolver, active, stack)
+    for logical_id, resource in active.items():
+        kind = resource["Type"]
+        if kind == "AWS::DynamoDB::Table":
+            _create_table(aws("dynamodb"), resolver, logical_id, resource)
+        elif kind == "AWS::Events::EventBus":
+            aws("events").create_event_bus(Name=resolver.resources[logical_id].ref)
+        elif kind == "AWS::Scheduler::ScheduleGroup":
+            aws("scheduler").create_schedule_group(Name=resolver.resources[logical_id].ref)
+        elif kind in NOT_EMULATED:
+            stack.not_emulated.append(f"{logical_id} ({kind})")
+            continue
+        elif kind in (FUNCTION_TYPE, "AWS::SQS::Queue", "AWS::Scheduler::Schedule"):
+            continue  # below, once everything they point at exists
+        else:
+            stack.not_emulated.append(f"{logical_id} ({kind})")
+            continue
+        stack.created.append(f"{logical_id} ({kind})")
+    for logical_id, resource in active.items():
+        if resource["Type"] == "AWS::Scheduler::Schedule":
+            _create_schedule(aws("scheduler"), resolver, logical_id, resource)
+            stack.created.append(f"{logical_id} ({resource['Type']})")
+    functions = [lid for lid, r in active.items() if r["Type"] == FUNCTION_TYPE]
+    if len(functions) != 1:
+        raise ValueError(f"expected one function in template.yaml, found {functions}")
+    _wire_function(aws, resolver, template, functions[0], active[functions[0]], stack)
+    stack.outputs = _outputs(resolver, template)
+    return stack
+
+
+def _register_names(
+    resolver: Resolver, resources: dict[str, dict[str, Any]], stack: str, endpoint: str
+) -> None:
+    """Physical names first (as CloudFormation would pick them), so references resolve."""
+    for logical_id, resource in resources.items():
+        kind = resource["Type"]
+        props = resource.get("Properties", {})
+        name = f"{stack}-{logical_id}"
+        if kind == "AWS::SQS::Queue":
+            arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
+            url = f"{endpoint}/{ACCOUNT}/{name}"
+            attrs = {"Arn": arn, "QueueName": name, "QueueUrl": url}
+            resolver.resources[logical_id] = PhysicalResource(url, attrs)
+        elif kind == "AWS::DynamoDB::Table":
+            arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
+            resolver.resources[logical_id] = PhysicalResource(name, {"Arn": arn})
+        elif kind == "AWS::Scheduler::ScheduleGroup":
+            arn = f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule-group/{name}"
+            resolver.resources[logical_id] = PhysicalResource(name, {"Arn": arn})
+        elif kind == "AWS::IAM::Role":
+            arn = f"arn:aws:iam::{ACCOUNT}:role/{name}"
+            resolver.resources[logical_id] = PhysicalResource(name, {"Arn": arn})
+        elif kind == FUNCTION_TYPE:
+            arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+            resolver.resources[logical_id] = PhysicalResource(name, {"Arn": arn})
+            for event_name in props.get("Events", {}):
+                rule = f"{logical_id}{event_name}"
+                rule_arn = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{stack}-{rule}"
+                resolver.resources[rule] = PhysicalResource(f"{stack}-{rule}", {"Arn": rule_arn})
+        else:
+            resolver.resources[logical_id] = PhysicalResource(name, {"Arn": f"local:{name}"})
+    # Buses name themselves; resolved after the others, as their Name may use !Sub.
+    for logical_id, resource in resources.items():
+        if resource["Type"] == "AWS::Events::EventBus":
+            name = resolver.resolve(resource.get("Properties", {}).get("Name"))
+            arn = f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{name}"
+            resolver.resources[logical_id] = PhysicalResource(name, {"Arn": arn, "Name": name})
+
+
+def _create_queues(
+    sqs: Any, resolver: Resolver, resources: dict[str, dict[str, Any]], stack: ProvisionedStack
+) -> None:
+    queues = {lid: r for lid, r in resources.items() if r["Type"] == "AWS::SQS::Queue"}
+    for logical_id in queues:
+        physical = resolver.resources[logical_id]
+        url = sqs.create_queue(QueueName=physical.attributes["QueueName"])["QueueUrl"]
+        physical.ref = physical.attributes["QueueUrl"] = url
+        stack.queue_urls_by_arn[physical.attributes["Arn"]] = url
+    # Attributes after creation: a redrive policy names a queue that must already exist.
+    for logical_id, resource in queues.items():
+        props = resolver.resolve(resource.get("Properties", {}))
+        attributes = {
+            key: str(props[key])
+            for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds")
+            if key in props
+        }
+        if "RedrivePolicy" in props:
+            attributes["RedrivePolicy"] = json.dumps(props["RedrivePolicy"])
+        if attributes:
+            sqs.set_queue_attributes(
+                QueueUrl=resolver.resources[logical_id].ref, Attributes=attributes
+            )
+        stack.created.append(f"{logical_id} (AWS::SQS::Queue)")
+
+
+def _create_table(
+    dynamodb: Any, resolver: Resolver, logical_id: str, resource: dict[str, Any]
+) -> None:
+    props = resolver.resolve(resource["Properties"])
+    request: dict[str, Any] = {
+        "TableName": resolver.resources[logical_id].ref,
+        "KeySchema": props["KeySchema"],
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+    }
+    if props.get("GlobalSecondaryIndexes"):
+        request["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    dynamodb.create_table(**request)
+
+
+def _create_schedule(
+    scheduler: Any, resolver: Resolver, logical_id: str, resource: dict[str, Any]
+) -> None:
+    props = resolver.resolve(resource["Properties"])
+    target = {
+        key: props["Target"][key] for key in ("Arn", "RoleArn", "Input") if key in props["Target"]
+    }
+    request: dict[str, Any] = {
+        "Name": props.get("Name") or resolver.resources[logical_id].ref,
+        "ScheduleExpression": props["ScheduleExpression"],
+        "FlexibleTimeWindow": props["FlexibleTimeWindow"],
+        "Target": target,
+        "State": props.get("State", "ENABLED"),
+    }
+    for key in ("GroupName", "ScheduleExpressionTimezone", "Description"):
+        if key in props:
+            request[key] = props[key]
+    scheduler.create_schedule(**request)
+
+
+def _wire_function(
+    aws: Any,
+    resolver: Resolver,
+    template: dict[str, Any],
+    logical_id: str,
+    resource: dict[str, Any],
+    stack: ProvisionedStack,
+) -> None:
+    globals_ = template.get("Globals", {}).get("Function", {})
+    props = {**globals_, **resource.get("Properties", {})}
+    variables = resolver.resolve(props.get("Environment", {}).get("Variables", {}))
+    stack.function_environment = {key: str(value) for key, value in variables.items()}
+    stack.function_timeout_seconds = float(resolver.resolve(props.get("Timeout", 3)))
+    for event_name, event in props.get("Events", {}).items():
+        event_props = resolver.resolve(event.get("Properties", {}))
+        if event["Type"] == "SQS":
+            stack.sqs_sources.append(
+                SqsSource(
+                    queue_url=stack.queue_urls_by_arn[event_props["Queue"]],
+                    batch_size=int(event_props.get("BatchSize", 10)),
+                    batching_window_seconds=float(
+                        event_props.get("MaximumBatchingWindowInSeconds", 0)
+                    ),
+                )
+            )
+        elif event["Type"] == "EventBridgeRule":
+            rule_name = resolver.resources[f"{logical_id}{event_name}"].ref
+            stack.rule_targets.append(_create_rule(aws, rule_name, event_props))
+        else:
+            stack.not_emulated.append(f"{logical_id}.Events.{event_name} ({event['Type']})")
+    stack.created.append(f"{logical_id} ({FUNCTION_TYPE}, run in-process)")
+
+
+def _create_rule(aws: Any, rule_name: str, props: dict[str, Any]) -> RuleTarget:
+    """The rule as declared; its target, the function, is stood in for by a local queue."""
+    sqs = aws("sqs")
+    url = sqs.create_queue(QueueName=f"{rule_name}-target")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    events = aws("events")
+    events.put_rule(
+        Name=rule_name,
+        EventBusName=props.get("EventBusName", "default"),
+        EventPattern=json.dumps(props["Pattern"]),
+    )
+    events.put_targets(
+        Rule=rule_name,
+        EventBusName=props.get("EventBusName", "default"),
+        Targets=[{"Id": "function", "Arn": arn}],
+    )
+    return RuleTarget(rule_name, url)
+
+
+def _outputs(resolver: Resolver, template: dict[str, Any]) -> dict[str, str]:
+    outputs: dict[str, str] = {}
+    for name, output in template.get("Outputs", {}).items():
+        if "Condition" in output and not resolver.condition(output["Condition"]):
+            continue
+        outputs[name] = str(resolver.resolve(output["Value"]))
+    return outputs

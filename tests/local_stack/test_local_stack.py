@@ -1,0 +1,66 @@
+"""The local stack is provisioned from template.yaml and runs the demo end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from infra.local_stack.provision import provision
+from infra.sam.template import load_template, properties
+from tests.support import client
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_resources_come_from_the_template(moto_url: str) -> None:
+    stack = provision(moto_url, api_key="sk-local", stack_name="provision-test")
+    template = load_template()
+    sqs = client("sqs", moto_url)
+
+    queue = stack.outputs["CancelQueueUrl"]
+    attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
+    declared = properties(template, "CancelQueue")
+    assert int(attributes["VisibilityTimeout"]) == declared["VisibilityTimeout"]
+    redrive = json.loads(attributes["RedrivePolicy"])
+    assert int(redrive["maxReceiveCount"]) == declared["RedrivePolicy"]["maxReceiveCount"]
+    assert redrive["deadLetterTargetArn"].endswith("provision-test-DeadLetterQueue")
+    dlq = sqs.get_queue_attributes(
+        QueueUrl=stack.outputs["DeadLetterQueueUrl"], AttributeNames=["MessageRetentionPeriod"]
+    )["Attributes"]
+    assert int(dlq["MessageRetentionPeriod"]) == 1209600
+
+    table = client("dynamodb", moto_url).describe_table(TableName=stack.outputs["BatchesTableName"])
+    indexes = [i["IndexName"] for i in table["Table"].get("GlobalSecondaryIndexes", [])]
+    assert indexes == [
+        i["IndexName"] for i in properties(template, "BatchesTable")["GlobalSecondaryIndexes"]
+    ]
+
+    rules = client("events", moto_url).list_rules(EventBusName=stack.outputs["EventBusName"])[
+        "Rules"
+    ]
+    assert [json.loads(r["EventPattern"]) for r in rules] == [
+        {"detail-type": ["Batch Cancel Requested"]}
+    ]
+
+    env = stack.function_environment
+    assert env["CANCEL_QUEUE_URL"] == queue
+    assert env["BATCHES_TABLE_NAME"] == stack.outputs["BatchesTableName"]
+    assert env["DEAD_LETTER_QUEUE_URL"] == stack.outputs["DeadLetterQueueUrl"]
+    assert env["SCHEDULE_GROUP_NAME"] == stack.outputs["ScheduleGroupName"]
+    assert stack.sqs_sources[0].queue_url == queue
+
+
+def test_demo_runs_to_a_clean_verdict() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "infra.local_stack.demo"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "none lost, none announced twice" in result.stdout
+    assert "scheduled cancellations fired: ['cancel-" in result.stdout
