@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import Protocol
 
 from batch_canceller.config import ConfigurationError
@@ -20,8 +21,14 @@ class SecretsManagerApiKey:
     def __init__(self, secret_id: str, max_age_seconds: int = SECRET_CACHE_SECONDS) -> None:
         self._secret_id = secret_id
         self._max_age = max_age_seconds
+        # Worker threads ask at once on a cold start: one of them fetches, the rest wait.
+        self._lock = threading.Lock()
 
     def get(self, *, refresh: bool = False) -> str:
+        with self._lock:
+            return self._fetch(refresh)
+
+    def _fetch(self, refresh: bool) -> str:
         # Imported here: the parameters utility pulls in boto3, which cold start can defer.
         from aws_lambda_powertools.utilities import parameters
 
