@@ -122,6 +122,18 @@ class Stack:
         )
         return [json.loads(m["Body"]) for m in answer.get("Messages", [])]
 
+    def queue_depth(self) -> int:
+        """Messages on the cancel queue: visible, delayed and in flight."""
+        attributes = client("sqs", self.endpoint).get_queue_attributes(
+            QueueUrl=self.queue_url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesDelayed",
+                "ApproximateNumberOfMessagesNotVisible",
+            ],
+        )["Attributes"]
+        return sum(int(value) for value in attributes.values())
+
     def drain_queue(self) -> list[dict[str, Any]]:
         """Take every message off the cancel queue (bodies parsed), e.g. to see what a sweep sent."""
         sqs = client("sqs", self.endpoint)
