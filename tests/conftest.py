@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 from collections.abc import Iterator
 
@@ -63,3 +65,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if leaked and report.outcome != "failed":
         report.outcome = "failed"
         report.longrepr = f"an API key appeared in the output of {item.nodeid}"
+
+
+@pytest.fixture
+def function_logs() -> Iterator[io.StringIO]:
+    """What the function logs during the test (its handler's stream is fixed at import time,
+    so pytest's capture fixtures cannot be relied on to see it)."""
+    buffer = io.StringIO()
+    handlers = [
+        h
+        for h in logging.getLogger("batch-canceller").handlers
+        if isinstance(h, logging.StreamHandler)
+    ]
+    previous = [h.setStream(buffer) for h in handlers]
+    yield buffer
+    for handler, stream in zip(handlers, previous, strict=True):
+        if stream is not None:
+            handler.setStream(stream)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import pytest
@@ -60,7 +61,7 @@ def test_status_checks_are_delayed_with_a_growing_interval(
     )
 
     gets = [r.at for r in slow_emulator.requests if r.method == "GET"]
-    gaps = [later - earlier for earlier, later in zip(gets, gets[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(gets)]
     # 1 s, then 2 s, then 4 s: each wait at least the scheduled delay, and growing
     assert gaps[0] >= 1.9
     assert gaps[1] >= 3.9

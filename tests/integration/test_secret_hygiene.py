@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 from collections.abc import Iterator
@@ -49,6 +50,7 @@ def test_key_appears_nowhere_across_every_outcome(
     emulator: OpenAIEmulator,
     echoing_gateway: str,
     capfd: pytest.CaptureFixture[str],
+    function_logs: io.StringIO,
 ) -> None:
     # GIVEN batches that end every way the contract knows
     cancelling = emulator.seed(status="in_progress")
@@ -73,11 +75,15 @@ def test_key_appears_nowhere_across_every_outcome(
     echo_app = stack.app(echoing_gateway)
     answers.append(echo_app.handle(sqs_event("batch_echo"), context()))
 
-    # THEN the key was really used...
+    # THEN the key was really used, and there was plenty to log...
+    assert (
+        "key rejected" in function_logs.getvalue()
+        or "rejected the credentials" in function_logs.getvalue()
+    )
     assert any(API_KEY in r.headers.get("authorization", "") for r in emulator.requests)
     # ...and shows up in none of what the function produced
     produced = {
-        "logs": capfd.readouterr().out,
+        "logs": function_logs.getvalue() + capfd.readouterr().out,
         "records": json.dumps(stack.items(), default=str),
         "events": json.dumps(stack.events(), default=str),
         "dead letters": json.dumps(stack.dead_letters(), default=str),
