@@ -54,7 +54,9 @@ class PollSettings:
     def delay_before(self, attempt: int, since: datetime, now: datetime) -> int:
         """Wait before check `attempt`: doubling from the initial delay, capped, and never past
         the moment the watch times out (so a stall is noticed when it happens)."""
-        growing = min(self.max_delay_seconds, self.initial_delay_seconds * 2 ** (attempt - 1))
+        # With an initial delay of 0 the first check is immediate and later ones still grow.
+        base = self.initial_delay_seconds if attempt == 1 else max(1, self.initial_delay_seconds)
+        growing = min(self.max_delay_seconds, base * 2 ** min(attempt - 1, 32))
         left = self.timeout_seconds - (now - since).total_seconds()
         return int(max(0, min(growing, math.ceil(left))))
 

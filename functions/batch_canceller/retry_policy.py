@@ -19,7 +19,7 @@ class RetryPolicy:
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
         """Full-jitter exponential backoff for retry number `attempt` (1-based)."""
-        ceiling = min(self.max_backoff_seconds, self.base_seconds * 2 ** (attempt - 1))
+        ceiling = min(self.max_backoff_seconds, self.base_seconds * 2 ** min(attempt - 1, 32))
         return rng.uniform(0, ceiling)
 
 
