@@ -23,6 +23,7 @@ test: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python -m infra.contract.derive_spec --check
 
 typecheck: venv
 	$(BIN)/mypy

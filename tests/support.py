@@ -173,6 +173,7 @@ class _EndpointSession:
     def __init__(self, endpoint: str) -> None:
         self._session = boto3.session.Session(region_name=REGION)
         self._endpoint = endpoint
+        self.region_name = REGION
 
     def client(self, service: str, **kwargs: Any) -> Any:
         return self._session.client(service, endpoint_url=self._endpoint, **kwargs)

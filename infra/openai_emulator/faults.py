@@ -198,13 +198,13 @@ def _resolve(fault: Fault, rng: random.Random) -> FaultAction:
 def _resolve_chaos(fault: Fault, rng: random.Random) -> FaultAction:
     choice = rng.choice(CHAOS_CHOICES)
     if choice == "429":
-        # Both retry hints a real 429 can carry, kept tiny so retries stay fast.
-        header = (
-            ("retry-after", "0")
-            if rng.random() < 0.5
-            else ("retry-after-ms", str(rng.randint(1, 20)))
-        )
-        return FaultAction("status", "429", 429, (header,))
+        # The hints a real 429 carries: `retry-after` is whole seconds (at least 1, per the
+        # spec), and clients that read `retry-after-ms` get a short wait; half the time only
+        # the latter is sent.
+        hints: tuple[tuple[str, str], ...] = (("retry-after-ms", str(rng.randint(1, 20))),)
+        if rng.random() < 0.5:
+            hints = (("retry-after", "1"), *hints)
+        return FaultAction("status", "429", 429, hints)
     if choice in ("500", "503"):
         return FaultAction("status", choice, int(choice))
     if choice == "delay":

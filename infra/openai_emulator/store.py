@@ -22,6 +22,21 @@ MIN_LIMIT, MAX_LIMIT, DEFAULT_LIMIT = 1, 100, 20
 _ALNUM = string.ascii_letters + string.digits
 
 
+# The endpoints CreateBatchRequest allows in the official spec.
+BATCH_ENDPOINTS = frozenset(
+    {
+        "/v1/responses",
+        "/v1/chat/completions",
+        "/v1/embeddings",
+        "/v1/completions",
+        "/v1/moderations",
+        "/v1/images/generations",
+        "/v1/images/edits",
+        "/v1/videos",
+    }
+)
+
+
 def new_batch_id() -> str:
     return "batch_" + secrets.token_hex(12)
 
@@ -98,6 +113,13 @@ class BatchStore:
                 raise openai_error(
                     400, f"Missing required parameter: '{name}'.", param=name, code="missing"
                 )
+        if body["endpoint"] not in BATCH_ENDPOINTS:
+            raise openai_error(
+                400,
+                f"Invalid 'endpoint': expected one of {', '.join(sorted(BATCH_ENDPOINTS))}.",
+                param="endpoint",
+                code="invalid_value",
+            )
         if body["completion_window"] != "24h":
             raise openai_error(
                 400,

@@ -66,3 +66,12 @@ def test_every_delay_is_within_zero_and_the_maximum() -> None:
             delay = poll.delay_before(attempt, SINCE, SINCE + timedelta(seconds=elapsed))
             assert 0 <= delay <= 50
             assert elapsed + delay <= max(300, elapsed)
+
+
+def test_zero_initial_delay_checks_at_once_then_still_backs_off() -> None:
+    poll = PollSettings(initial_delay_seconds=0, max_delay_seconds=900, timeout_seconds=86400)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    delays = [poll.delay_before(attempt, now, now) for attempt in (1, 2, 3, 4)]
+
+    assert delays == [0, 2, 4, 8]
