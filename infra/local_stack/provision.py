@@ -14,8 +14,7 @@ from typing import Any
 
 import boto3
 
-from infra.local_stack.resolver import PhysicalResource, Resolver
-from infra.sam.template import load_template
+from infra.sam.template import Resolver, function_environment, load_template
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -101,14 +100,8 @@ def provision(
     parameters.update(parameter_overrides or {})
     resolver = Resolver(
         template,
-        parameters,
-        {
-            "AWS::StackName": stack_name,
-            "AWS::Region": REGION,
-            "AWS::AccountId": ACCOUNT,
-            "AWS::Partition": "aws",
-            "AWS::URLSuffix": "amazonaws.com",
-        },
+        parameters=parameters,
+        pseudo={"AWS::StackName": stack_name, "AWS::Region": REGION, "AWS::AccountId": ACCOUNT},
     )
     resources: dict[str, dict[str, Any]] = template["Resources"]
     active = {
@@ -134,9 +127,9 @@ def provision(
         if kind == "AWS::DynamoDB::Table":
             _create_table(aws("dynamodb"), resolver, logical_id, resource)
         elif kind == "AWS::Events::EventBus":
-            aws("events").create_event_bus(Name=resolver.resources[logical_id].ref)
+            aws("events").create_event_bus(Name=resolver.refs[logical_id])
         elif kind == "AWS::Scheduler::ScheduleGroup":
-            aws("scheduler").create_schedule_group(Name=resolver.resources[logical_id].ref)
+            aws("scheduler").create_schedule_group(Name=resolver.refs[logical_id])
         elif kind in NOT_EMULATED:
             stack.not_emulated.append(f"{logical_id} ({kind})")
             continue
@@ -170,31 +163,37 @@ def _register_names(
             arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
             url = f"{endpoint}/{ACCOUNT}/{name}"
             attrs = {"Arn": arn, "QueueName": name, "QueueUrl": url}
-            resolver.resources[logical_id] = PhysicalResource(url, attrs)
+            _register(resolver, logical_id, url, attrs)
         elif kind == "AWS::DynamoDB::Table":
             arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
-            resolver.resources[logical_id] = PhysicalResource(name, {"Arn": arn})
+            _register(resolver, logical_id, name, {"Arn": arn})
         elif kind == "AWS::Scheduler::ScheduleGroup":
             arn = f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule-group/{name}"
-            resolver.resources[logical_id] = PhysicalResource(name, {"Arn": arn})
+            _register(resolver, logical_id, name, {"Arn": arn})
         elif kind == "AWS::IAM::Role":
             arn = f"arn:aws:iam::{ACCOUNT}:role/{name}"
-            resolver.resources[logical_id] = PhysicalResource(name, {"Arn": arn})
+            _register(resolver, logical_id, name, {"Arn": arn})
         elif kind == FUNCTION_TYPE:
             arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
-            resolver.resources[logical_id] = PhysicalResource(name, {"Arn": arn})
+            _register(resolver, logical_id, name, {"Arn": arn})
             for event_name in props.get("Events", {}):
                 rule = f"{logical_id}{event_name}"
                 rule_arn = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{stack}-{rule}"
-                resolver.resources[rule] = PhysicalResource(f"{stack}-{rule}", {"Arn": rule_arn})
+                _register(resolver, rule, f"{stack}-{rule}", {"Arn": rule_arn})
         else:
-            resolver.resources[logical_id] = PhysicalResource(name, {"Arn": f"local:{name}"})
+            _register(resolver, logical_id, name, {"Arn": f"local:{name}"})
     # Buses name themselves; resolved after the others, as their Name may use !Sub.
     for logical_id, resource in resources.items():
         if resource["Type"] == "AWS::Events::EventBus":
             name = resolver.resolve(resource.get("Properties", {}).get("Name"))
             arn = f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{name}"
-            resolver.resources[logical_id] = PhysicalResource(name, {"Arn": arn, "Name": name})
+            _register(resolver, logical_id, name, {"Arn": arn, "Name": name})
+
+
+def _register(resolver: Resolver, logical_id: str, ref: str, attributes: dict[str, str]) -> None:
+    resolver.refs[logical_id] = ref
+    for attribute, value in attributes.items():
+        resolver.attributes[(logical_id, attribute)] = value
 
 
 def _create_queues(
@@ -202,10 +201,10 @@ def _create_queues(
 ) -> None:
     queues = {lid: r for lid, r in resources.items() if r["Type"] == "AWS::SQS::Queue"}
     for logical_id in queues:
-        physical = resolver.resources[logical_id]
-        url = sqs.create_queue(QueueName=physical.attributes["QueueName"])["QueueUrl"]
-        physical.ref = physical.attributes["QueueUrl"] = url
-        stack.queue_urls_by_arn[physical.attributes["Arn"]] = url
+        name = resolver.get_att(logical_id, "QueueName")
+        url = sqs.create_queue(QueueName=name)["QueueUrl"]
+        resolver.refs[logical_id] = resolver.attributes[(logical_id, "QueueUrl")] = url
+        stack.queue_urls_by_arn[resolver.get_att(logical_id, "Arn")] = url
     # Attributes after creation: a redrive policy names a queue that must already exist.
     for logical_id, resource in queues.items():
         props = resolver.resolve(resource.get("Properties", {}))
@@ -217,9 +216,7 @@ def _create_queues(
         if "RedrivePolicy" in props:
             attributes["RedrivePolicy"] = json.dumps(props["RedrivePolicy"])
         if attributes:
-            sqs.set_queue_attributes(
-                QueueUrl=resolver.resources[logical_id].ref, Attributes=attributes
-            )
+            sqs.set_queue_attributes(QueueUrl=resolver.refs[logical_id], Attributes=attributes)
         stack.created.append(f"{logical_id} (AWS::SQS::Queue)")
 
 
@@ -228,7 +225,7 @@ def _create_table(
 ) -> None:
     props = resolver.resolve(resource["Properties"])
     request: dict[str, Any] = {
-        "TableName": resolver.resources[logical_id].ref,
+        "TableName": resolver.refs[logical_id],
         "KeySchema": props["KeySchema"],
         "AttributeDefinitions": props["AttributeDefinitions"],
         "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
@@ -246,7 +243,7 @@ def _create_schedule(
         key: props["Target"][key] for key in ("Arn", "RoleArn", "Input") if key in props["Target"]
     }
     request: dict[str, Any] = {
-        "Name": props.get("Name") or resolver.resources[logical_id].ref,
+        "Name": props.get("Name") or resolver.refs[logical_id],
         "ScheduleExpression": props["ScheduleExpression"],
         "FlexibleTimeWindow": props["FlexibleTimeWindow"],
         "Target": target,
@@ -268,8 +265,7 @@ def _wire_function(
 ) -> None:
     globals_ = template.get("Globals", {}).get("Function", {})
     props = {**globals_, **resource.get("Properties", {})}
-    variables = resolver.resolve(props.get("Environment", {}).get("Variables", {}))
-    stack.function_environment = {key: str(value) for key, value in variables.items()}
+    stack.function_environment = function_environment(template, logical_id, resolver)
     stack.function_timeout_seconds = float(resolver.resolve(props.get("Timeout", 3)))
     for event_name, event in props.get("Events", {}).items():
         event_props = resolver.resolve(event.get("Properties", {}))
@@ -284,7 +280,7 @@ def _wire_function(
                 )
             )
         elif event["Type"] == "EventBridgeRule":
-            rule_name = resolver.resources[f"{logical_id}{event_name}"].ref
+            rule_name = resolver.refs[f"{logical_id}{event_name}"]
             stack.rule_targets.append(_create_rule(aws, rule_name, event_props))
         else:
             stack.not_emulated.append(f"{logical_id}.Events.{event_name} ({event['Type']})")
