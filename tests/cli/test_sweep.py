@@ -1,0 +1,121 @@
+"""`sweep`: the policy built from options, run by the function (in-process for the local stack)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from infra.cli import UsageError
+from infra.cli.sweep import SweepOptions, build_request, parse_minutes
+from infra.openai_emulator import OpenAIEmulator
+from tests.cli import cli, offline_state, write_state
+from tests.support import Stack
+
+HOUR = 3600
+
+
+def test_dry_run_lists_what_it_would_cancel_and_cancels_nothing(
+    stack: Stack, emulator: OpenAIEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    now = time.time()
+    old_x = [
+        emulator.seed(created_at=int(now - 3 * HOUR - i), metadata={"project": "x"})["id"]
+        for i in range(3)
+    ]
+    young_x = emulator.seed(created_at=int(now - 600), metadata={"project": "x"})["id"]
+    old_y = emulator.seed(created_at=int(now - 5 * HOUR), metadata={"project": "y"})["id"]
+    done_x = emulator.seed(
+        status="completed", created_at=int(now - 5 * HOUR), metadata={"project": "x"}
+    )["id"]
+    state = write_state(stack, emulator, tmp_path)
+    policy = ["--older-than", "1h", "--metadata", "project=x"]
+
+    assert cli(state, "sweep", "--dry-run", *policy) == 0
+    out = capsys.readouterr().out
+    assert cli(state, "sweep", "--dry-run", *policy, "--json") == 0
+    answer = json.loads(capsys.readouterr().out)
+
+    lines = out.splitlines()
+    assert lines[0].split() == [
+        "LISTED",
+        "MATCHED",
+        "QUEUED",
+        "SKIPPED_BY_MAX_CANCELS",
+        "COMPLETE",
+        "DRY_RUN",
+    ]
+    assert lines[1].split() == ["6", "3", "0", "0", "yes", "yes"]
+    assert lines[3] == "WOULD_CANCEL"
+    assert sorted(lines[4:]) == sorted(old_x)
+    for other in (young_x, old_y, done_x):
+        assert other not in out
+    assert answer["dry_run"] is True
+    assert sorted(answer["would_cancel"]) == sorted(old_x)
+    assert answer["policy"] == {"older_than_minutes": 60, "metadata": {"project": "x"}}
+    assert [r for r in emulator.requests if r.method == "POST"] == []
+    assert stack.drain_queue() == []
+
+    # For real: the matching batches are queued as ordinary cancel commands.
+    assert cli(state, "sweep", *policy, "--max-cancels", "2", "--json") == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert (answer["matched"], answer["queued"], answer["skipped_by_max_cancels"]) == (3, 2, 1)
+    queued = [i for body in stack.drain_queue() for i in body["batch_ids"]]
+    assert len(queued) == 2
+    assert set(queued) <= set(old_x)
+
+
+def test_older_than_accepts_hours_minutes_days_and_plain_minutes() -> None:
+    assert parse_minutes("20h") == 1200
+    assert parse_minutes("90m") == 90
+    assert parse_minutes("2d") == 2880
+    assert parse_minutes("45") == 45
+    assert parse_minutes("1.5h") == 90
+    assert parse_minutes("0.5m") == 0.5
+    with pytest.raises(UsageError):
+        parse_minutes("soon")
+
+
+def test_build_request_maps_every_option() -> None:
+    options = SweepOptions(
+        older_than="20h",
+        metadata=["project=evals", "team=ml=core"],
+        endpoint="/v1/embeddings",
+        model="m",
+        statuses=["in_progress", "validating"],
+        max_cancels=50,
+        dry_run=True,
+    )
+
+    assert build_request(options) == {
+        "sweep": {
+            "older_than_minutes": 1200,
+            "metadata": {"project": "evals", "team": "ml=core"},
+            "endpoint": "/v1/embeddings",
+            "model": "m",
+            "statuses": ["in_progress", "validating"],
+            "max_cancels": 50,
+            "dry_run": True,
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--metadata", "project"], "expected KEY=VALUE"),
+        (["--metadata", "a=1", "--metadata", "a=2"], "given twice"),
+        (["--max-cancels", "0"], "max_cancels"),
+        (["--status", "completed"], "invalid choice"),
+        (["--older-than", "yesterday"], "--older-than"),
+    ],
+)
+def test_bad_sweep_options_are_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: list[str], message: str
+) -> None:
+    state = offline_state(tmp_path)
+
+    assert cli(state, "sweep", *option) == 2
+    assert message in capsys.readouterr().err
