@@ -7,14 +7,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck fmt check clean demo local
+.PHONY: venv test lint typecheck fmt check clean demo local bench chaos
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml functions/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)
 
 test: venv
@@ -39,6 +39,9 @@ demo: venv
 
 local: venv
 	$(BIN)/python -m infra.local_stack
+
+bench: venv
+	$(BIN)/python -m tests.bench.run
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam .local-stack .bench

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from batch_canceller.concurrency import MapFn
 from batch_canceller.json_values import dumps
 from batch_canceller.records import BatchRecord
 from batch_canceller.statuses import DetailType
@@ -47,12 +48,11 @@ class EventPublisher:
         self._bus = bus_name
         self._source = source
 
-    def publish(self, announcements: list[Announcement]) -> list[bool]:
-        """Send every announcement; the result says, per announcement, whether it was accepted."""
-        accepted: list[bool] = []
-        for chunk in _chunks([self._entry(a) for a in announcements]):
-            accepted.extend(self._put(chunk))
-        return accepted
+    def publish(self, announcements: list[Announcement], map_fn: MapFn = map) -> list[bool]:
+        """Send every announcement; the result says, per announcement, whether it was accepted.
+        `map_fn` (an executor's map) sends the PutEvents calls concurrently."""
+        chunks = _chunks([self._entry(a) for a in announcements])
+        return [ok for results in map_fn(self._put, chunks) for ok in results]
 
     def put_detail(self, detail_type: str, detail: dict[str, Any]) -> bool:
         return self._put([self._entry(Announcement("", detail_type, detail))])[0]

@@ -227,7 +227,7 @@ class CancelProcessor:
             for check in checks
             if check is not None
         ]
-        sent = self._queue.send_many(messages)
+        sent = self._queue.send_many(messages, self._executor.map)
 
         def record_sent(index_and_sent: tuple[int, bool]) -> WorkResult:
             index, was_sent = index_and_sent
@@ -264,7 +264,7 @@ class CancelProcessor:
         if not owed:
             return results
         announcements = list(owed.values())
-        accepted = self._publisher.publish(announcements)
+        accepted = self._publisher.publish(announcements, self._executor.map)
         unpublished = {
             (a.batch_id, a.detail_type)
             for a, ok in zip(announcements, accepted, strict=True)

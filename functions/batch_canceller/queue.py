@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from batch_canceller.concurrency import MapFn
+
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
@@ -27,27 +29,30 @@ class QueueSender:
         self._client = client
         self._url = queue_url
 
-    def send_many(self, messages: Sequence[OutgoingMessage]) -> list[bool]:
-        """SendMessageBatch ten at a time; per message, whether SQS accepted it."""
-        accepted: list[bool] = []
-        for start in range(0, len(messages), SEND_BATCH_MAX_ENTRIES):
-            chunk = messages[start : start + SEND_BATCH_MAX_ENTRIES]
-            entries = [
-                {
-                    "Id": str(index),
-                    "MessageBody": json.dumps(message.body, separators=(",", ":")),
-                    "DelaySeconds": max(0, min(MAX_DELAY_SECONDS, message.delay_seconds)),
-                }
-                for index, message in enumerate(chunk)
-            ]
-            try:
-                answer = self._client.send_message_batch(QueueUrl=self._url, Entries=entries)  # type: ignore[arg-type]
-            except (ClientError, BotoCoreError):
-                accepted.extend([False] * len(chunk))
-                continue
-            ok = {entry["Id"] for entry in answer.get("Successful", [])}
-            accepted.extend(str(index) in ok for index in range(len(chunk)))
-        return accepted
+    def send_many(self, messages: Sequence[OutgoingMessage], map_fn: MapFn = map) -> list[bool]:
+        """SendMessageBatch ten at a time (concurrently with an executor's `map_fn`); per
+        message, whether SQS accepted it."""
+        chunks = [
+            messages[start : start + SEND_BATCH_MAX_ENTRIES]
+            for start in range(0, len(messages), SEND_BATCH_MAX_ENTRIES)
+        ]
+        return [ok for results in map_fn(self._send_chunk, chunks) for ok in results]
+
+    def _send_chunk(self, chunk: Sequence[OutgoingMessage]) -> list[bool]:
+        entries = [
+            {
+                "Id": str(index),
+                "MessageBody": json.dumps(message.body, separators=(",", ":")),
+                "DelaySeconds": max(0, min(MAX_DELAY_SECONDS, message.delay_seconds)),
+            }
+            for index, message in enumerate(chunk)
+        ]
+        try:
+            answer = self._client.send_message_batch(QueueUrl=self._url, Entries=entries)  # type: ignore[arg-type]
+        except (ClientError, BotoCoreError):
+            return [False] * len(chunk)
+        ok = {entry["Id"] for entry in answer.get("Successful", [])}
+        return [str(index) in ok for index in range(len(chunk))]
 
 
 class DeadLetterSender:

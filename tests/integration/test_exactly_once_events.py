@@ -118,7 +118,7 @@ class _Crash(BaseException):
 
 
 class _CrashingPublisher:
-    def publish(self, announcements: list[Announcement]) -> list[bool]:
+    def publish(self, announcements: list[Announcement], map_fn: object = map) -> list[bool]:
         raise _Crash
 
 

@@ -1,0 +1,1 @@
+"""`make bench`: ratios measured in one run (see tests/bench/run.py)."""
