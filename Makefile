@@ -43,5 +43,8 @@ local: venv
 bench: venv
 	$(BIN)/python -m tests.bench.run
 
+chaos: venv
+	$(BIN)/python -m tests.reliability.chaos $(CHAOS_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam .local-stack .bench

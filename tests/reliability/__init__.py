@@ -1,0 +1,1 @@
+"""Reliability: the chaos run (`make chaos`) and its short variant inside `make test`."""
