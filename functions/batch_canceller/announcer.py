@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -48,11 +49,26 @@ class EventPublisher:
         self._bus = bus_name
         self._source = source
 
-    def publish(self, announcements: list[Announcement], map_fn: MapFn = map) -> list[bool]:
+    def publish(
+        self,
+        announcements: list[Announcement],
+        map_fn: MapFn = map,
+        settle: Callable[[list[Announcement], list[bool]], None] | None = None,
+    ) -> list[bool]:
         """Send every announcement; the result says, per announcement, whether it was accepted.
-        `map_fn` (an executor's map) sends the PutEvents calls concurrently."""
+        `map_fn` (an executor's map) sends the PutEvents calls concurrently; `settle` runs right
+        after each call with its announcements and their outcome, so what was published is
+        recorded as soon as possible."""
         chunks = _chunks([self._entry(a) for a in announcements])
-        return [ok for results in map_fn(self._put, chunks) for ok in results]
+        starts = [sum(len(chunk) for chunk in chunks[:index]) for index in range(len(chunks))]
+
+        def send(start: int, chunk: list[dict[str, Any]]) -> list[bool]:
+            accepted = self._put(chunk)
+            if settle is not None:
+                settle(announcements[start : start + len(chunk)], accepted)
+            return accepted
+
+        return [ok for results in map_fn(send, starts, chunks) for ok in results]
 
     def put_detail(self, detail_type: str, detail: dict[str, Any]) -> bool:
         return self._put([self._entry(Announcement("", detail_type, detail))])[0]

@@ -64,7 +64,9 @@ class Application:
                     extra={"message_id": message.message_id, "why": str(exc)},
                 )
                 failed.add(message.message_id)
-        results = self.processor.run([work for _, work in works], deadline)
+        results = self.processor.run(
+            [work for _, work in works], deadline, [message_id for message_id, _ in works]
+        )
         for (message_id, _), result in zip(works, results, strict=True):
             if result.failed:
                 failed.add(message_id)
@@ -81,7 +83,7 @@ class Application:
             return {"status": "rejected", "error": message.error}
         if not works:
             return {"status": "done", **side}
-        results = self.processor.run(works, deadline)
+        results = self.processor.run(works, deadline, [message.message_id] * len(works))
         self._log_outcomes(results)
         unfinished = [result.work for result in results if result.failed]
         if unfinished:

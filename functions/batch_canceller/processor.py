@@ -68,6 +68,8 @@ class WorkResult:
     failure: str | None = None
     record: BatchRecord | None = None
     next_check: StatusCheck | None = None
+    # Which delivery this was: it claims the events it owes under this token.
+    token: str = ""
 
     @property
     def failed(self) -> bool:
@@ -97,23 +99,34 @@ class CancelProcessor:
         self._redact = redact
         self._clock = clock
 
-    def run(self, works: Sequence[Work], deadline: Deadline) -> list[WorkResult]:
-        results = list(self._executor.map(lambda work: self._safely(work, deadline), works))
+    def run(
+        self, works: Sequence[Work], deadline: Deadline, tokens: Sequence[str] | None = None
+    ) -> list[WorkResult]:
+        """`tokens` name each work's delivery (its SQS message ID): a redelivery of a message
+        that died while announcing may take over its own claim at once."""
+        claim_tokens = list(tokens) if tokens is not None else [uuid.uuid4().hex for _ in works]
+        results = list(
+            self._executor.map(
+                lambda work, token: replace(self._safely(work, token, deadline), token=token),
+                works,
+                claim_tokens,
+            )
+        )
         results = self._send_checks(results)
         return self._announce(results)
 
     # -- one work item ---------------------------------------------------------------------
 
-    def _safely(self, work: Work, deadline: Deadline) -> WorkResult:
+    def _safely(self, work: Work, token: str, deadline: Deadline) -> WorkResult:
         if not deadline.allows(MIN_REQUEST_SECONDS):
             self._tally.count("DeadlineDeferrals")
             return WorkResult(work, "deferred", failure="not started: invocation deadline")
         try:
             if isinstance(work, CancelWork):
                 self._tally.count("CancelRequests")
-                return self._cancel(work, deadline)
+                return self._cancel(work, token, deadline)
             self._tally.count("StatusChecks")
-            return self._check(work, deadline)
+            return self._check(work, token, deadline)
         except TransientApiError as exc:
             self._tally.count("TransientFailures")
             logger.warning(
@@ -135,15 +148,17 @@ class CancelProcessor:
             logger.exception("unexpected error", extra={"batch_id": work.batch_id})
             return WorkResult(work, "unexpected", failure=f"unexpected {type(exc).__name__}")
 
-    def _cancel(self, work: CancelWork, deadline: Deadline) -> WorkResult:
+    def _cancel(self, work: CancelWork, token: str, deadline: Deadline) -> WorkResult:
         answer = self._api.cancel_batch(work.batch_id, deadline)
         if not answer.ok and answer.status in (400, 409) and _says_cannot_cancel(answer):
             # Already terminal (or otherwise not cancellable): store the batch's real state.
             answer = self._api.retrieve_batch(work.batch_id, deadline)
         if not answer.ok:
-            return self._api_error(work, answer)
+            return self._api_error(work, answer, token)
         batch = _batch_object(answer, work.batch_id)
-        saved = self._store.save_batch(work.batch_id, batch, work.reason, work.requested_by)
+        saved = self._store.save_batch(
+            work.batch_id, batch, work.reason, work.requested_by, claim_token=token
+        )
         record = saved.record
         next_check = None
         if record.status == "cancelling":
@@ -156,11 +171,13 @@ class CancelProcessor:
             next_check = StatusCheck(work.batch_id, uuid.uuid4().hex, 1, since)
         return WorkResult(work, record.status or "unknown", record=record, next_check=next_check)
 
-    def _check(self, work: StatusCheck, deadline: Deadline) -> WorkResult:
+    def _check(self, work: StatusCheck, token: str, deadline: Deadline) -> WorkResult:
         answer = self._api.retrieve_batch(work.batch_id, deadline)
         if not answer.ok:
-            return self._api_error(work, answer)
-        saved = self._store.save_batch(work.batch_id, _batch_object(answer, work.batch_id))
+            return self._api_error(work, answer, token)
+        saved = self._store.save_batch(
+            work.batch_id, _batch_object(answer, work.batch_id), claim_token=token
+        )
         record = saved.record
         if record.status != "cancelling":
             return WorkResult(work, record.status or "unknown", record=record)
@@ -168,12 +185,12 @@ class CancelProcessor:
             # A duplicate delivery or an older chain: the current chain carries on.
             return WorkResult(work, "check_superseded", record=record)
         if (self._clock() - work.since).total_seconds() >= self._poll.timeout_seconds:
-            stalled = self._store.mark_stalled(work.batch_id, work.watch_id)
+            stalled = self._store.mark_stalled(work.batch_id, work.watch_id, claim_token=token)
             return WorkResult(work, "stalled", record=stalled.record)
         following = replace(work, attempt=work.attempt + 1)
         return WorkResult(work, "cancelling", record=record, next_check=following)
 
-    def _api_error(self, work: Work, answer: ApiResponse) -> WorkResult:
+    def _api_error(self, work: Work, answer: ApiResponse, token: str) -> WorkResult:
         error = answer.error()
         last_error = {
             "http_status": answer.status,
@@ -200,7 +217,12 @@ class CancelProcessor:
             )
             return WorkResult(work, "unauthorized", failure=f"HTTP {answer.status}: key rejected")
         saved = self._store.save_error(
-            work.batch_id, last_error, announce=True, reason=reason, requested_by=requested_by
+            work.batch_id,
+            last_error,
+            announce=True,
+            reason=reason,
+            requested_by=requested_by,
+            claim_token=token,
         )
         logger.info(
             "cancel failed permanently",
@@ -254,40 +276,63 @@ class CancelProcessor:
         return results
 
     def _announce(self, results: list[WorkResult]) -> list[WorkResult]:
-        owed: dict[tuple[str, str], Announcement] = {}
+        owed: dict[tuple[str, str], tuple[Announcement, str, BatchRecord]] = {}
         for result in results:
             if result.record is None or result.failed:
                 continue
             for detail_type in sorted(result.record.pending_events):
                 key = (result.record.batch_id, detail_type)
-                owed.setdefault(key, announcement_from(result.record, detail_type))
+                if key not in owed:
+                    announcement = announcement_from(result.record, detail_type)
+                    owed[key] = (announcement, result.token, result.record)
         if not owed:
             return results
-        announcements = list(owed.values())
-        accepted = self._publisher.publish(announcements, self._executor.map)
-        unpublished = {
-            (a.batch_id, a.detail_type)
-            for a, ok in zip(announcements, accepted, strict=True)
-            if not ok
-        }
+        now = self._clock().timestamp()
+        # Deliveries in this invocation: a claim by any of them is this invocation's to honour.
+        tokens_here = {result.token for result in results}
 
-        def settle(pair: tuple[Announcement, bool]) -> None:
-            announcement, ok = pair
-            if not ok:
-                return
-            self._tally.count(announcement.detail_type.replace(" ", ""))
+        def ours(entry: tuple[Announcement, str, BatchRecord]) -> bool | None:
+            """True: this invocation announces it; False: another live one does; None: unknown."""
+            announcement, token, record = entry
+            claim = record.claims.get(announcement.detail_type)
+            if claim is not None and claim[0] in tokens_here:
+                return True
+            if record.claimed_by_other(announcement.detail_type, token, now):
+                return False
             try:
-                self._store.mark_announced(announcement.batch_id, announcement.detail_type)
+                return self._store.claim(announcement.batch_id, announcement.detail_type, token)
             except (ClientError, BotoCoreError):
-                # The event is out; failing the message would only announce it twice.
-                logger.exception(
-                    "event sent but not marked announced", extra={"batch_id": announcement.batch_id}
-                )
+                return None
 
-        list(self._executor.map(settle, zip(announcements, accepted, strict=True)))
+        decisions = list(self._executor.map(ours, owed.values()))
+        mine = [
+            entry[0] for entry, decision in zip(owed.values(), decisions, strict=True) if decision
+        ]
+        undecided = {key for key, decision in zip(owed, decisions, strict=True) if decision is None}
+
+        def settle(chunk: list[Announcement], accepted: list[bool]) -> None:
+            # Marked right after its PutEvents: the window in which a crash could repeat an
+            # event is one call long, not the whole announce phase.
+            for announcement, ok in zip(chunk, accepted, strict=True):
+                if not ok:
+                    continue
+                self._tally.count(announcement.detail_type.replace(" ", ""))
+                try:
+                    self._store.mark_announced(announcement.batch_id, announcement.detail_type)
+                except (ClientError, BotoCoreError):
+                    # The event is out; failing the message would only announce it twice.
+                    logger.exception(
+                        "event sent but not marked announced",
+                        extra={"batch_id": announcement.batch_id},
+                    )
+
+        accepted = self._publisher.publish(mine, self._executor.map, settle) if mine else []
+        unpublished = undecided | {
+            (a.batch_id, a.detail_type) for a, ok in zip(mine, accepted, strict=True) if not ok
+        }
         if unpublished:
             self._tally.count("EventPublishFailures", len(unpublished))
-            logger.warning("events not accepted by EventBridge", extra={"count": len(unpublished)})
+            logger.warning("events not published", extra={"count": len(unpublished)})
         return [
             replace(result, failure="event not published")
             if result.record is not None

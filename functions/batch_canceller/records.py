@@ -7,8 +7,8 @@ status-check chain that follows a `cancelling` batch (`watch_id`, `watch_since`,
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,13 @@ from batch_canceller.statuses import TERMINAL_RANK, DetailType, announcement_for
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+
+# An event owed by a record is announced by the delivery that claimed it; the claim names that
+# delivery (its SQS message ID, which a redelivery keeps) and lapses after Lambda's longest run,
+# so a delivery that died can be taken over. Two deliveries racing never both publish.
+CLAIM_PREFIX = "claim "
+CLAIM_LEASE_SECONDS = 960
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,8 @@ class BatchRecord:
     watch_id: str | None = None
     watch_since: datetime | None = None
     poll_attempt: int = 0
+    # Per detail type: who is announcing it (a message's token) and until when (epoch seconds).
+    claims: Mapping[str, tuple[str, float]] = field(default_factory=dict)
 
     @classmethod
     def from_attributes(cls, attributes: dict[str, Any]) -> BatchRecord:
@@ -53,7 +62,17 @@ class BatchRecord:
             watch_id=item.get("watch_id"),
             watch_since=datetime.fromisoformat(since) if since else None,
             poll_attempt=int(item.get("poll_attempt", 0)),
+            claims={
+                key.removeprefix(CLAIM_PREFIX): (str(value["token"]), float(value["expires"]))
+                for key, value in item.items()
+                if key.startswith(CLAIM_PREFIX) and isinstance(value, dict)
+            },
         )
+
+    def claimed_by_other(self, detail_type: str, token: str, now: float) -> bool:
+        """Another delivery holds an unexpired claim to announce this event."""
+        claim = self.claims.get(detail_type)
+        return claim is not None and claim[0] != token and claim[1] > now
 
 
 @dataclass(frozen=True)
@@ -95,8 +114,10 @@ class BatchStore:
         batch: dict[str, Any],
         reason: str | None = None,
         requested_by: str | None = None,
+        claim_token: str | None = None,
     ) -> SaveResult:
-        """Store the API's Batch object unless the item already holds the same or a later state."""
+        """Store the API's Batch object unless the item already holds the same or a later state;
+        a transition that owes an event also claims announcing it for `claim_token`."""
         status = str(batch["status"])
         new_rank = rank(status)
         sets = [
@@ -116,8 +137,13 @@ class BatchStore:
             if value is not None:
                 sets.append(f"{name} = :{name}")
                 values[f":{name}"] = to_attribute(value)
-        expression = "SET " + ", ".join(sets) + " REMOVE last_error"
+        names = {"#status": "status", "#batch": "batch"}
         announcement = announcement_for(status)
+        if announcement is not None and claim_token is not None:
+            sets.append("#claim = :claim")
+            names["#claim"] = CLAIM_PREFIX + announcement.value
+            values[":claim"] = self._claim_value(claim_token)
+        expression = "SET " + ", ".join(sets) + " REMOVE last_error"
         if announcement is not None:
             # Only the first terminal write passes the condition, so this is the transition.
             expression += " ADD pending_events :announce"
@@ -130,7 +156,7 @@ class BatchStore:
                 "attribute_not_exists(status_rank) OR status_rank < :rank"
                 " OR (status_rank = :rank AND status_rank < :terminal)"
             ),
-            names={"#status": "status", "#batch": "batch"},
+            names=names,
         )
 
     def save_error(
@@ -141,6 +167,7 @@ class BatchStore:
         announce: bool,
         reason: str | None = None,
         requested_by: str | None = None,
+        claim_token: str | None = None,
     ) -> SaveResult:
         """Record a permanent API error; `announce` queues one `Batch Cancel Failed` per batch."""
         sets = ["last_error = :error", "updated_at = :now"]
@@ -155,14 +182,22 @@ class BatchStore:
         expression = "SET " + ", ".join(sets)
         if announce:
             failed = DetailType.CANCEL_FAILED.value
+            claim = ", #claim = :claim" if claim_token is not None else ""
+            claim_values = {":claim": self._claim_value(claim_token)} if claim_token else {}
             result = self._update(
                 batch_id,
-                expression + " ADD pending_events :announce",
-                {**values, ":announce": {"SS": [failed]}, ":failed": {"S": failed}},
+                expression + claim + " ADD pending_events :announce",
+                {
+                    **values,
+                    **claim_values,
+                    ":announce": {"SS": [failed]},
+                    ":failed": {"S": failed},
+                },
                 condition=(
                     "NOT contains(announced_events, :failed)"
                     " AND NOT contains(pending_events, :failed)"
                 ),
+                names={"#claim": CLAIM_PREFIX + failed} if claim_token else None,
             )
             if result.changed:
                 return result
@@ -200,12 +235,21 @@ class BatchStore:
             raise
         return True
 
-    def mark_stalled(self, batch_id: str, watch_id: str) -> SaveResult:
+    def mark_stalled(
+        self, batch_id: str, watch_id: str, claim_token: str | None = None
+    ) -> SaveResult:
         stalled = DetailType.CANCEL_STALLED.value
+        names = {"#status": "status"}
+        claim_values: dict[str, Any] = {}
+        claim = ""
+        if claim_token is not None:
+            claim, names["#claim"] = ", #claim = :claim", CLAIM_PREFIX + stalled
+            claim_values[":claim"] = self._claim_value(claim_token)
         return self._update(
             batch_id,
-            "SET stalled_at = :now, updated_at = :now ADD pending_events :announce",
+            f"SET stalled_at = :now, updated_at = :now{claim} ADD pending_events :announce",
             {
+                **claim_values,
                 ":now": to_attribute(iso(self._clock())),
                 ":announce": {"SS": [stalled]},
                 ":stalled": {"S": stalled},
@@ -217,16 +261,52 @@ class BatchStore:
                 " AND NOT contains(announced_events, :stalled)"
                 " AND NOT contains(pending_events, :stalled)"
             ),
-            names={"#status": "status"},
+            names=names,
         )
+
+    def claim(self, batch_id: str, detail_type: str, token: str) -> bool:
+        """Claim announcing an owed event: free, lapsed, or already this delivery's."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"batch_id": {"S": batch_id}},
+                UpdateExpression="SET #claim = :claim",
+                ConditionExpression=(
+                    "contains(pending_events, :type) AND (attribute_not_exists(#claim)"
+                    " OR #claim.#token = :token OR #claim.#expires < :now)"
+                ),
+                ExpressionAttributeNames={
+                    "#claim": CLAIM_PREFIX + detail_type,
+                    "#token": "token",
+                    "#expires": "expires",
+                },
+                ExpressionAttributeValues={
+                    ":claim": self._claim_value(token),
+                    ":type": {"S": detail_type},
+                    ":token": {"S": token},
+                    ":now": {"N": str(int(self._clock().timestamp()))},
+                },
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def _claim_value(self, token: str) -> dict[str, Any]:
+        expires = int(self._clock().timestamp()) + CLAIM_LEASE_SECONDS
+        return {"M": {"token": {"S": token}, "expires": {"N": str(expires)}}}
 
     def mark_announced(self, batch_id: str, detail_type: str) -> None:
         try:
             self._client.update_item(
                 TableName=self._table,
                 Key={"batch_id": {"S": batch_id}},
-                UpdateExpression="DELETE pending_events :event ADD announced_events :event",
+                UpdateExpression=(
+                    "DELETE pending_events :event ADD announced_events :event REMOVE #claim"
+                ),
                 ConditionExpression="contains(pending_events, :type)",
+                ExpressionAttributeNames={"#claim": CLAIM_PREFIX + detail_type},
                 ExpressionAttributeValues={
                     ":event": {"SS": [detail_type]},
                     ":type": {"S": detail_type},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -108,7 +109,9 @@ def test_put_events_failed_entry_count_is_a_failure(
     by_id = {r["body"]: r["messageId"] for r in event["Records"]}
     assert failed_ids(first) == {by_id[batch_id] for batch_id in refused}
 
-    app.handle(sqs_event(*sorted(refused)), context())
+    # SQS redelivers exactly the messages reported failed (same message IDs).
+    redelivery = {"Records": [r for r in event["Records"] if r["body"] in refused]}
+    app.handle(redelivery, context())
     for batch in batches:
         assert len(stack.events_of("Batch Cancelled", batch["id"])) == 1
 
@@ -118,7 +121,7 @@ class _Crash(BaseException):
 
 
 class _CrashingPublisher:
-    def publish(self, announcements: list[Announcement], map_fn: object = map) -> list[bool]:
+    def publish(self, announcements: list[Announcement], *args: object) -> list[bool]:
         raise _Crash
 
 
@@ -169,3 +172,25 @@ def test_deadline_returns_early_with_the_rest_reported_and_nothing_lost(
     assert failed_ids(again) == set()
     for batch in batches:
         assert len(stack.events_of("Batch Cancelled", batch["id"])) == 1
+
+
+def test_two_invocations_racing_on_the_same_batches_announce_each_once(
+    stack: Stack, instant_emulator: OpenAIEmulator, proxy: FaultProxy
+) -> None:
+    # GIVEN two containers handling different messages for the same batches at once, with a
+    # slow PutEvents so that both reach the announce step while the event is still owed
+    batches = [instant_emulator.seed(status="in_progress")["id"] for _ in range(20)]
+    proxy.add_rule(
+        Rule(operation="Events.PutEvents", action="delay", delay_seconds=0.3, times=None)
+    )
+    apps = [stack.app(instant_emulator.base_url, aws_endpoint=proxy.url) for _ in range(2)]
+    body = json.dumps({"batch_ids": batches})
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        answers = list(pool.map(lambda app: app.handle(sqs_event(body), context()), apps))
+
+    # THEN every batch is announced exactly once, and nothing is left owed
+    assert all(failed_ids(answer) == set() for answer in answers)
+    for batch_id in batches:
+        assert len(stack.events_of("Batch Cancelled", batch_id)) == 1
+        assert "pending_events" not in (stack.item(batch_id) or {})
