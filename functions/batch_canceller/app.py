@@ -25,7 +25,12 @@ from batch_canceller.inbound import (
 )
 from batch_canceller.observability import Tally, logger
 from batch_canceller.processor import CancelProcessor, CancelWork, Work, WorkResult
-from batch_canceller.queue import DeadLetterSender, OutgoingMessage, QueueSender
+from batch_canceller.queue import (
+    DeadLetterSender,
+    OutgoingMessage,
+    QueueSender,
+    command_messages,
+)
 
 # Runs a request that is not per-batch work (a sweep, a scheduled cancellation); returns a summary.
 SideRequestRunner = Callable[[Any, Deadline], dict[str, Any]]
@@ -171,13 +176,7 @@ class Application:
             else:
                 commands.setdefault((work.reason, work.requested_by), []).append(work.batch_id)
         for (reason, requested_by), ids in commands.items():
-            for start in range(0, len(ids), MAX_BATCH_IDS):
-                body: dict[str, Any] = {"batch_ids": ids[start : start + MAX_BATCH_IDS]}
-                if reason is not None:
-                    body["reason"] = reason
-                if requested_by is not None:
-                    body["requested_by"] = requested_by
-                messages.append(OutgoingMessage(body))
+            messages.extend(command_messages(ids, reason, requested_by, MAX_BATCH_IDS))
         accepted = self.queue.send_many(messages)
         if not all(accepted):
             raise RuntimeError(f"{accepted.count(False)} unfinished requests could not be requeued")

@@ -24,6 +24,21 @@ class OutgoingMessage:
     delay_seconds: int = 0
 
 
+def command_messages(
+    batch_ids: Sequence[str], reason: str | None, requested_by: str | None, per_message: int
+) -> list[OutgoingMessage]:
+    """Cancel commands for `batch_ids`, `per_message` IDs each, as the queue's consumers read them."""
+    messages = []
+    for start in range(0, len(batch_ids), per_message):
+        body: dict[str, Any] = {"batch_ids": list(batch_ids[start : start + per_message])}
+        if reason is not None:
+            body["reason"] = reason
+        if requested_by is not None:
+            body["requested_by"] = requested_by
+        messages.append(OutgoingMessage(body))
+    return messages
+
+
 class QueueSender:
     def __init__(self, client: SQSClient, queue_url: str) -> None:
         self._client = client

@@ -133,10 +133,7 @@ class BatchStore:
             ":now": to_attribute(iso(self._clock())),
             ":terminal": to_attribute(TERMINAL_RANK),
         }
-        for name, value in (("reason", reason), ("requested_by", requested_by)):
-            if value is not None:
-                sets.append(f"{name} = :{name}")
-                values[f":{name}"] = to_attribute(value)
+        _set_request_fields(sets, values, reason, requested_by)
         names = {"#status": "status", "#batch": "batch"}
         announcement = announcement_for(status)
         if announcement is not None and claim_token is not None:
@@ -175,10 +172,7 @@ class BatchStore:
             ":error": to_attribute(error),
             ":now": to_attribute(iso(self._clock())),
         }
-        for name, value in (("reason", reason), ("requested_by", requested_by)):
-            if value is not None:
-                sets.append(f"{name} = :{name}")
-                values[f":{name}"] = to_attribute(value)
+        _set_request_fields(sets, values, reason, requested_by)
         expression = "SET " + ", ".join(sets)
         if announce:
             failed = DetailType.CANCEL_FAILED.value
@@ -350,6 +344,16 @@ class BatchStore:
                 raise
             return SaveResult(BatchRecord.from_attributes(current), changed=False)
         return SaveResult(BatchRecord.from_attributes(answer["Attributes"]), changed=True)
+
+
+def _set_request_fields(
+    sets: list[str], values: dict[str, Any], reason: str | None, requested_by: str | None
+) -> None:
+    """Adds the command's reason and requester to an update, when the command gave them."""
+    for name, value in (("reason", reason), ("requested_by", requested_by)):
+        if value is not None:
+            sets.append(f"{name} = :{name}")
+            values[f":{name}"] = to_attribute(value)
 
 
 def _is_condition_failure(exc: ClientError) -> bool:

@@ -34,10 +34,6 @@ def rank(status: str) -> int:
     return _RANK.get(status, UNKNOWN_RANK)
 
 
-def is_terminal(status: str) -> bool:
-    return status in TERMINAL
-
-
 def announcement_for(status: str) -> DetailType | None:
     """The event a batch reaching `status` is announced with, if any."""
     if status == "cancelled":

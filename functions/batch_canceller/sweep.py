@@ -15,7 +15,7 @@ from batch_canceller.commands import NON_TERMINAL_STATUSES, SweepRequest
 from batch_canceller.deadline import Deadline
 from batch_canceller.observability import logger
 from batch_canceller.openai_api import OpenAIBatchClient, TransientApiError
-from batch_canceller.queue import OutgoingMessage, QueueSender
+from batch_canceller.queue import QueueSender, command_messages
 from batch_canceller.records import utc_now
 from batch_canceller.statuses import DetailType
 
@@ -117,16 +117,7 @@ class Sweeper:
 
     def _queue_cancels(self, batch_ids: list[str], sweep: SweepRequest) -> int:
         reason = "sweep " + ", ".join(f"{k}={v}" for k, v in sweep.describe().items())
-        messages = [
-            OutgoingMessage(
-                {
-                    "batch_ids": batch_ids[start : start + IDS_PER_MESSAGE],
-                    "reason": reason[:1024],
-                    "requested_by": SWEEP_REQUESTED_BY,
-                }
-            )
-            for start in range(0, len(batch_ids), IDS_PER_MESSAGE)
-        ]
+        messages = command_messages(batch_ids, reason[:1024], SWEEP_REQUESTED_BY, IDS_PER_MESSAGE)
         accepted = self._queue.send_many(messages)
         if not all(accepted):
             # Re-running the sweep re-queues what was sent: cancels are idempotent.
