@@ -8,9 +8,9 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from moto.server import ThreadedMotoServer
 
 from infra.openai_emulator import OpenAIEmulator
+from infra.servers import moto_server
 from tests.support import API_KEY, SECRETS, LocalAws, Stack
 
 # The function's code reads standard AWS variables; nothing may reach a real AWS account.
@@ -29,13 +29,9 @@ os.environ.pop("AWS_PROFILE", None)
 
 @pytest.fixture(scope="session")
 def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    os.environ["AWS_ENDPOINT_URL"] = url
-    yield url
-    server.stop()
+    with moto_server() as url:
+        os.environ["AWS_ENDPOINT_URL"] = url
+        yield url
 
 
 @pytest.fixture(scope="session")

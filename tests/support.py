@@ -114,13 +114,15 @@ class Stack:
                 return found
             found.extend(messages)
 
-    def queued_bodies(self) -> list[dict[str, Any]]:
-        """Bodies waiting on the cancel queue (delayed ones included, via the attributes)."""
+    def queued_bodies(self, receipts: bool = False) -> list[dict[str, Any]]:
+        """Bodies of commands and checks waiting on the cancel queue; with `receipts`, only
+        the receipts (the bus's copies of the function's own events) instead."""
         sqs = client("sqs", self.endpoint)
         answer = sqs.receive_message(
             QueueUrl=self.queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0
         )
-        return [json.loads(m["Body"]) for m in answer.get("Messages", [])]
+        bodies = [json.loads(m["Body"]) for m in answer.get("Messages", [])]
+        return [body for body in bodies if is_receipt(body) == receipts]
 
     def queue_depth(self) -> int:
         """Messages on the cancel queue: visible, delayed and in flight."""
@@ -135,7 +137,8 @@ class Stack:
         return sum(int(value) for value in attributes.values())
 
     def drain_queue(self) -> list[dict[str, Any]]:
-        """Take every message off the cancel queue (bodies parsed), e.g. to see what a sweep sent."""
+        """Take every message off the cancel queue and return the bodies of the commands and
+        checks (receipts are dropped), e.g. to see what a sweep sent."""
         sqs = client("sqs", self.endpoint)
         bodies: list[dict[str, Any]] = []
         while True:
@@ -145,7 +148,25 @@ class Stack:
             if not messages:
                 return bodies
             for message in messages:
-                bodies.append(json.loads(message["Body"]))
+                body = json.loads(message["Body"])
+                if not is_receipt(body):
+                    bodies.append(body)
+                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def drain_receipts(self) -> list[dict[str, Any]]:
+        """Take every message off the cancel queue and return the receipts among them."""
+        sqs = client("sqs", self.endpoint)
+        receipts: list[dict[str, Any]] = []
+        while True:
+            messages = sqs.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+            ).get("Messages", [])
+            if not messages:
+                return receipts
+            for message in messages:
+                body = json.loads(message["Body"])
+                if is_receipt(body):
+                    receipts.append(body)
                 sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
     def event_source(self, app: Application, **options: Any) -> SqsEventSource:
@@ -183,7 +204,10 @@ class LocalAws:
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
 
-    def create_stack(self, api_key: str = API_KEY, visibility_timeout: int = 2) -> Stack:
+    def create_stack(
+        self, api_key: str = API_KEY, visibility_timeout: int = 2, receipts: bool = True
+    ) -> Stack:
+        """As template.yaml deploys it; `receipts=False` leaves out the receipts rule."""
         suffix = uuid.uuid4().hex[:10]
         dynamodb = client("dynamodb", self.endpoint)
         sqs = client("sqs", self.endpoint)
@@ -223,9 +247,33 @@ class LocalAws:
             EventBusName=bus,
             Targets=[{"Id": "capture", "Arn": capture_arn}],
         )
+        if receipts:
+            add_receipts_rule(events, bus, queue_arn(sqs, queue_url))
         secret = f"openai-key-{suffix}"
         secrets.create_secret(Name=secret, SecretString=json.dumps({"api_key": api_key}))
         return Stack(self.endpoint, table, queue_url, dlq_url, bus, secret, capture_url)
+
+
+def is_receipt(body: object) -> bool:
+    """An event the receipts rule delivered to the cancel queue."""
+    return isinstance(body, dict) and "detail-type" in body and "source" in body
+
+
+def queue_arn(sqs: Any, queue_url: str) -> str:
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+    return str(attributes["Attributes"]["QueueArn"])
+
+
+def add_receipts_rule(events: Any, bus: str, cancel_queue_arn: str) -> None:
+    """The template's PublicationReceiptsRule: the function's own events back to its queue."""
+    from infra.sam.template import load_template
+
+    rule = load_template()["Resources"]["PublicationReceiptsRule"]["Properties"]
+    name = f"receipts-{bus}"[:64]
+    events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps(rule["EventPattern"]))
+    events.put_targets(
+        Rule=name, EventBusName=bus, Targets=[{"Id": "receipts", "Arn": cancel_queue_arn}]
+    )
 
 
 def sqs_event(*bodies: str, ids: list[str] | None = None) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from batch_canceller.commands import (
     MAX_BATCH_IDS,
     CancelCommand,
     InvalidInput,
+    PublicationReceipt,
     StatusCheck,
     SweepRequest,
 )
@@ -44,6 +45,8 @@ class Application:
     tally: Tally
     run_sweep: SideRequestRunner | None = None
     run_schedule: SideRequestRunner | None = None
+    # The `source` of the function's own events: receipts must carry it.
+    event_source: str = "batch-canceller"
 
     def handle(self, event: Any, context: Any) -> dict[str, Any]:
         deadline = Deadline.from_context(context)
@@ -58,6 +61,16 @@ class Application:
 
     def _handle_sqs(self, messages: list[InboundMessage], deadline: Deadline) -> dict[str, Any]:
         failed: set[str] = set()
+        # Receipts first: an event they confirm is not announced again by work in this batch.
+        receipts = [
+            (message.message_id, message.request)
+            for message in messages
+            if isinstance(message.request, PublicationReceipt)
+            and message.request.source == self.event_source
+        ]
+        if receipts:
+            handled = self.processor.confirm([receipt for _, receipt in receipts])
+            failed.update(mid for (mid, _), ok in zip(receipts, handled, strict=True) if not ok)
         works: list[tuple[str, Work]] = []
         for message in messages:
             try:
@@ -72,12 +85,31 @@ class Application:
         results = self.processor.run(
             [work for _, work in works], deadline, [message_id for message_id, _ in works]
         )
+        come_back_after: dict[str, float] = {}
         for (message_id, _), result in zip(works, results, strict=True):
             if result.failed:
                 failed.add(message_id)
+            if result.retry_after is not None:
+                come_back_after[message_id] = max(
+                    result.retry_after, come_back_after.get(message_id, 0.0)
+                )
+        self._postpone(messages, come_back_after)
         self._log_outcomes(results)
         # The contract of ReportBatchItemFailures: only these messages come back.
         return {"batchItemFailures": [{"itemIdentifier": mid} for mid in sorted(failed)]}
+
+    def _postpone(self, messages: list[InboundMessage], seconds: dict[str, float]) -> None:
+        """Failed messages that should come back at a set time (not the visibility timeout)."""
+        for message in messages:
+            if message.message_id in seconds and message.receipt_handle:
+                try:
+                    self.queue.postpone(message.receipt_handle, seconds[message.message_id])
+                except Exception as exc:
+                    # It comes back after the visibility timeout instead; nothing is lost.
+                    logger.warning(
+                        "message not postponed",
+                        extra={"message_id": message.message_id, "why": type(exc).__name__},
+                    )
 
     def _handle_single(self, message: InboundMessage, deadline: Deadline) -> dict[str, Any]:
         try:
@@ -86,6 +118,10 @@ class Application:
             raise RuntimeError(f"request could not be handled: {exc}") from None
         if message.error is not None:
             return {"status": "rejected", "error": message.error}
+        if isinstance(message.request, PublicationReceipt) and not side:
+            if not all(self.processor.confirm([message.request])):
+                raise RuntimeError("receipt could not be recorded")
+            return {"status": "done", "receipts": 1}
         if not works:
             return {"status": "done", **side}
         results = self.processor.run(works, deadline, [message.message_id] * len(works))
@@ -110,6 +146,22 @@ class Application:
         request = message.request
         if isinstance(request, StatusCheck):
             return [request], {}
+        if isinstance(request, PublicationReceipt):
+            if request.source != self.event_source:
+                # Only the bus's copy of the function's own events may mark one announced.
+                wrong = InboundMessage(
+                    message.message_id,
+                    message.source,
+                    message.raw,
+                    error=(
+                        f"a receipt of {request.detail_type!r} from source"
+                        f" {request.source[:64]!r}; this function publishes as"
+                        f" {self.event_source!r}"
+                    ),
+                )
+                self._dead_letter(wrong)
+                return [], {"status": "rejected", "error": wrong.error}
+            return [], {}  # confirmed by the caller, before any work
         if isinstance(request, SweepRequest):
             return [], self._run_side(self.run_sweep, request, message, deadline, "sweep")
         assert isinstance(request, CancelCommand)

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from batch_canceller.statuses import DetailType
+
 BATCH_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 MAX_BATCH_IDS = 1000
 MAX_BODY_BYTES = 512 * 1024
@@ -16,6 +18,9 @@ MAX_TEXT_FIELD = 1024
 SWEEP_FILTERS = frozenset(
     {"older_than_minutes", "metadata", "endpoint", "model", "statuses", "dry_run", "max_cancels"}
 )
+# The events a record owes and marks announced; the bus sends each back as a receipt.
+RECEIPTED_DETAIL_TYPES = frozenset(t.value for t in DetailType) - {DetailType.SWEEP_COMPLETED}
+CANCEL_REQUESTED = "Batch Cancel Requested"
 
 
 class InvalidInput(ValueError):
@@ -79,7 +84,17 @@ class SweepRequest:
         return {key: value for key, value in described.items() if value is not None}
 
 
-Request = CancelCommand | StatusCheck | SweepRequest
+@dataclass(frozen=True)
+class PublicationReceipt:
+    """One of the function's own events, delivered back to the queue by the bus: proof that it
+    was published, even when the publisher died before marking it announced."""
+
+    batch_id: str
+    detail_type: str
+    source: str
+
+
+Request = CancelCommand | StatusCheck | SweepRequest | PublicationReceipt
 
 
 def parse_message_body(body: str) -> Request:
@@ -98,6 +113,8 @@ def parse_message_body(body: str) -> Request:
         raise InvalidInput(f"message body is not valid JSON: {exc}") from None
     if isinstance(payload, str):
         return CancelCommand(batch_ids=(validate_batch_id(payload),))
+    if isinstance(payload, dict) and {"detail-type", "source", "detail"} <= payload.keys():
+        return _parse_event(payload)
     return parse_payload(payload)
 
 
@@ -120,6 +137,26 @@ def validate_batch_id(value: object) -> str:
             f"invalid batch ID {_preview(value)}: expected 1-256 characters of A-Z a-z 0-9 _ -"
         )
     return value
+
+
+def _parse_event(envelope: dict[str, Any]) -> Request:
+    """An EventBridge event a rule delivered to the queue: a receipt of one of the function's
+    own events, or a `Batch Cancel Requested` routed through SQS."""
+    detail_type, source, detail = envelope["detail-type"], envelope["source"], envelope["detail"]
+    if detail_type == CANCEL_REQUESTED:
+        if not isinstance(detail, dict) or "check" in detail:
+            raise InvalidInput(f"the detail of {CANCEL_REQUESTED!r} must be a command or sweep")
+        return parse_payload(detail)
+    if detail_type not in RECEIPTED_DETAIL_TYPES:
+        raise InvalidInput(
+            f"unsupported detail-type {_preview(str(detail_type))} in an event on the queue;"
+            f" expected {CANCEL_REQUESTED!r} or one of the function's own events"
+        )
+    if not isinstance(source, str) or not source:
+        raise InvalidInput("an event on the queue needs a non-empty 'source'")
+    if not isinstance(detail, dict):
+        raise InvalidInput(f"the detail of {detail_type!r} must be an object")
+    return PublicationReceipt(validate_batch_id(detail.get("batch_id")), detail_type, source)
 
 
 def _parse_command(payload: dict[str, Any]) -> CancelCommand:

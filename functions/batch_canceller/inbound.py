@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from batch_canceller.commands import InvalidInput, Request, parse_message_body, parse_payload
+from batch_canceller.commands import (
+    CANCEL_REQUESTED,
+    InvalidInput,
+    Request,
+    parse_message_body,
+    parse_payload,
+)
 
 Source = Literal["sqs", "eventbridge", "direct"]
-CANCEL_REQUESTED = "Batch Cancel Requested"
 
 
 @dataclass(frozen=True)
@@ -20,6 +25,7 @@ class InboundMessage:
     raw: str
     request: Request | None = None
     error: str | None = None
+    receipt_handle: str | None = None  # SQS only: lets the function postpone the message
 
 
 def source_of(event: object) -> Source:
@@ -42,7 +48,9 @@ def from_sqs(event: Mapping[str, Any]) -> list[InboundMessage]:
         message_id = str(record.get("messageId", ""))
         body = record.get("body")
         text = body if isinstance(body, str) else ""
-        messages.append(_parse(message_id, "sqs", text, lambda text=text: parse_message_body(text)))
+        parsed = _parse(message_id, "sqs", text, lambda text=text: parse_message_body(text))
+        handle = record.get("receiptHandle")
+        messages.append(replace(parsed, receipt_handle=handle if isinstance(handle, str) else None))
     return messages
 
 

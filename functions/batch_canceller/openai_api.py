@@ -42,12 +42,31 @@ _NETWORK_ERRORS = (
 
 
 class TransientApiError(Exception):
-    """The API could not be reached or kept failing; the work is retried later."""
+    """The API could not be reached or kept failing; the work is retried later.
 
-    def __init__(self, message: str, status: int | None = None, request_id: str | None = None):
+    `status` and `request_id` are those of the last answer (None when there was none, e.g. a
+    timeout); the message says what happened and never holds the key.
+    """
+
+    status: int | None
+    request_id: str | None
+
+    def __init__(
+        self, message: str, status: int | None = None, request_id: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.request_id = request_id
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """Why one attempt failed, how long to wait before the next, and the answer's identity."""
+
+    reason: str
+    wait: float
+    status: int | None = None
+    request_id: str | None = None
 
 
 class ApiObserver(Protocol):
@@ -166,33 +185,38 @@ class OpenAIBatchClient:
             attempt += 1
             if not deadline.allows(MIN_REQUEST_SECONDS):
                 raise TransientApiError(f"{operation}: no time left in this invocation")
-            response, failure, wait = self._attempt(method, url, key, deadline, operation, attempt)
-            if response is not None:
-                if response.status in (401, 403) and not refreshed_key:
+            outcome = self._attempt(method, url, key, deadline, operation, attempt)
+            if isinstance(outcome, ApiResponse):
+                if outcome.status in (401, 403) and not refreshed_key:
                     # The key may have been rotated since it was cached: refetch it once.
                     refreshed_key = True
                     fresh = self._refresh_key()
                     if fresh is not None and fresh != key:
                         key = fresh
-                        self._observer.api_retry(
-                            operation, f"HTTP {response.status}, key refreshed"
-                        )
+                        self._observer.api_retry(operation, f"HTTP {outcome.status}, key refreshed")
                         continue
-                return response
+                return outcome
             if attempt >= self._retry.max_attempts:
-                raise TransientApiError(f"{operation}: {failure} after {attempt} attempts")
+                raise TransientApiError(
+                    f"{operation}: {outcome.reason} after {attempt} attempts",
+                    outcome.status,
+                    outcome.request_id,
+                )
+            wait = outcome.wait
             if wait > self._retry.max_retry_after_seconds or not deadline.allows(
                 wait + MIN_REQUEST_SECONDS
             ):
                 raise TransientApiError(
-                    f"{operation}: {failure}; retry in {wait:.1f}s would pass the deadline"
+                    f"{operation}: {outcome.reason}; retry in {wait:.1f}s would pass the deadline",
+                    outcome.status,
+                    outcome.request_id,
                 )
-            self._observer.api_retry(operation, failure)
+            self._observer.api_retry(operation, outcome.reason)
             self._sleep(wait)
 
     def _attempt(
         self, method: str, url: str, key: str, deadline: Deadline, operation: str, attempt: int
-    ) -> tuple[ApiResponse | None, str, float]:
+    ) -> ApiResponse | _Failure:
         """One request: the response to return, or why it failed and how long to wait."""
         usable = max(MIN_REQUEST_SECONDS, deadline.usable_seconds())
         timeout = urllib3.Timeout(
@@ -210,25 +234,28 @@ class OpenAIBatchClient:
             )
         except _NETWORK_ERRORS as exc:
             self._observer.api_call(operation, None, time.perf_counter() - started)
-            return None, _describe_network_error(exc), self._retry.backoff(attempt, self._rng)
+            return _Failure(_describe_network_error(exc), self._retry.backoff(attempt, self._rng))
         self._observer.api_call(operation, raw.status, time.perf_counter() - started)
         headers = {name.lower(): value for name, value in raw.headers.items()}
         request_id = headers.get("x-request-id") or headers.get("apim-request-id")
         if is_retryable_status(raw.status):
             hinted = retry_after_seconds(headers)
             wait = hinted if hinted is not None else self._retry.backoff(attempt, self._rng)
-            return None, f"HTTP {raw.status} (request {request_id})", wait
+            return _Failure(
+                f"HTTP {raw.status} (request {request_id})", wait, raw.status, request_id
+            )
         try:
             body = _parse_json(raw.data)
         except ValueError:
             if 200 <= raw.status < 300:
-                return (
-                    None,
+                return _Failure(
                     f"malformed JSON in HTTP {raw.status} answer",
                     self._retry.backoff(attempt, self._rng),
+                    raw.status,
+                    request_id,
                 )
             body = None
-        return ApiResponse(raw.status, body, request_id, headers), "", 0.0
+        return ApiResponse(raw.status, body, request_id, headers)
 
     def _refresh_key(self) -> str | None:
         with self._key_lock:

@@ -9,6 +9,7 @@ comes back; the record's pending events make the redelivery announce what is sti
 
 from __future__ import annotations
 
+import contextlib
 import math
 import uuid
 from collections.abc import Callable, Sequence
@@ -20,7 +21,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from batch_canceller.announcer import Announcement, EventPublisher, announcement_from
-from batch_canceller.commands import StatusCheck
+from batch_canceller.commands import PublicationReceipt, StatusCheck
 from batch_canceller.config import ConfigurationError
 from batch_canceller.deadline import Deadline
 from batch_canceller.observability import Tally, logger
@@ -31,8 +32,19 @@ from batch_canceller.openai_api import (
     TransientApiError,
 )
 from batch_canceller.queue import OutgoingMessage, QueueSender
-from batch_canceller.records import BatchRecord, BatchStore, iso, utc_now
+from batch_canceller.records import (
+    CLAIM_LEASE_SECONDS,
+    BatchRecord,
+    BatchStore,
+    iso,
+    utc_now,
+)
 from batch_canceller.statuses import DetailType
+
+# How long after a delivery died mid-announce its redelivery waits for the receipt of what it
+# may have published. On AWS a redelivery comes after the 1,020 s visibility timeout, so it
+# never waits; with a short visibility timeout, it keeps duplicates away.
+RECEIPT_GRACE_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,8 @@ class WorkResult:
     next_check: StatusCheck | None = None
     # Which delivery this was: it claims the events it owes under this token.
     token: str = ""
+    # When the work should come back, if sooner or later than the queue would bring it.
+    retry_after: float | None = None
 
     @property
     def failed(self) -> bool:
@@ -104,6 +118,7 @@ class CancelProcessor:
     ) -> list[WorkResult]:
         """`tokens` name each work's delivery (its SQS message ID): a redelivery of a message
         that died while announcing may take over its own claim at once."""
+        started = self._clock().timestamp()
         claim_tokens = list(tokens) if tokens is not None else [uuid.uuid4().hex for _ in works]
         results = list(
             self._executor.map(
@@ -113,9 +128,41 @@ class CancelProcessor:
             )
         )
         results = self._send_checks(results)
-        return self._announce(results)
+        return self._announce(results, started)
 
     # -- one work item ---------------------------------------------------------------------
+
+    def confirm(self, receipts: Sequence[PublicationReceipt]) -> list[bool]:
+        """Marks announced the events the bus delivered back. The publisher marks each event
+        itself right after PutEvents, so a receipt changes something only when the publisher
+        died in between, and then it keeps the redelivery from announcing the event again.
+        The answer says, per receipt, whether it was handled (False: retry it)."""
+        self._tally.count("PublicationReceipts", len(receipts))
+        try:
+            pending = self._store.pending_events_of([r.batch_id for r in receipts])
+        except Exception as exc:
+            logger.warning("receipts not checked", extra={"why": type(exc).__name__})
+            return [False] * len(receipts)
+        owed = list({r for r in receipts if r.detail_type in pending.get(r.batch_id, ())})
+
+        def mark(receipt: PublicationReceipt) -> bool:
+            try:
+                self._store.mark_announced(receipt.batch_id, receipt.detail_type)
+            except (ClientError, BotoCoreError) as exc:
+                logger.warning(
+                    "receipt not recorded",
+                    extra={"batch_id": receipt.batch_id, "why": type(exc).__name__},
+                )
+                return False
+            self._tally.count("EventsConfirmedByReceipt")
+            logger.info(
+                "event marked announced by its receipt (its publisher did not mark it)",
+                extra={"batch_id": receipt.batch_id, "detail_type": receipt.detail_type},
+            )
+            return True
+
+        marked = dict(zip(owed, self._executor.map(mark, owed), strict=True))
+        return [marked.get(receipt, True) for receipt in receipts]
 
     def _safely(self, work: Work, token: str, deadline: Deadline) -> WorkResult:
         if not deadline.allows(MIN_REQUEST_SECONDS):
@@ -156,19 +203,29 @@ class CancelProcessor:
         if not answer.ok:
             return self._api_error(work, answer, token)
         batch = _batch_object(answer, work.batch_id)
+        # A `cancelling` batch gets a new chain of status checks, written with the record; one
+        # already running is superseded at its next step. The watch's clock keeps running from
+        # the first time the batch was seen cancelling.
+        watch_id, now = uuid.uuid4().hex, self._clock()
         saved = self._store.save_batch(
-            work.batch_id, batch, work.reason, work.requested_by, claim_token=token
+            work.batch_id,
+            batch,
+            work.reason,
+            work.requested_by,
+            claim_token=token,
+            watch=(watch_id, now) if batch["status"] == "cancelling" else None,
         )
         record = saved.record
         next_check = None
         if record.status == "cancelling":
-            # A new chain of status checks; one already running is superseded at its next step.
-            # The watch's clock keeps running from the first time the batch was seen cancelling.
-            restart = record.watch_since is None or (
-                DetailType.CANCEL_STALLED.value in record.announced_events
-            )
-            since = self._clock() if restart or record.watch_since is None else record.watch_since
-            next_check = StatusCheck(work.batch_id, uuid.uuid4().hex, 1, since)
+            since = record.watch_since or now
+            restart = DetailType.CANCEL_STALLED.value in record.announced_events
+            if restart or record.watch_id != watch_id:
+                # Rare: a stalled batch asked again (its clock restarts), or a stale answer
+                # that did not write the watch.
+                since = now if restart else since
+                self._store.restart_watch(work.batch_id, watch_id, since)
+            next_check = StatusCheck(work.batch_id, watch_id, 1, since)
         return WorkResult(work, record.status or "unknown", record=record, next_check=next_check)
 
     def _check(self, work: StatusCheck, token: str, deadline: Deadline) -> WorkResult:
@@ -258,15 +315,14 @@ class CancelProcessor:
             assert check is not None
             if not was_sent:
                 return replace(result, failure="status check could not be queued")
-            # The check is recorded only once sent, so the item never names a chain that
-            # does not exist; a crash in between leaves an orphan check that is superseded.
-            try:
-                if check.attempt == 1:
-                    self._store.start_watch(check.batch_id, check.watch_id, check.since)
-                else:
+            # A first check's chain was written with the record (a send that failed fails the
+            # message, whose redelivery starts a new chain). A later check is recorded only once
+            # sent; a crash in between leaves an orphan check that is superseded.
+            if check.attempt > 1:
+                try:
                     self._store.advance_watch(check.batch_id, check.watch_id, check.attempt)
-            except (ClientError, BotoCoreError) as exc:
-                return replace(result, failure=f"watch not recorded: {type(exc).__name__}")
+                except (ClientError, BotoCoreError) as exc:
+                    return replace(result, failure=f"watch not recorded: {type(exc).__name__}")
             self._tally.count("StatusChecksScheduled")
             return result
 
@@ -275,7 +331,7 @@ class CancelProcessor:
             results[index] = result
         return results
 
-    def _announce(self, results: list[WorkResult]) -> list[WorkResult]:
+    def _announce(self, results: list[WorkResult], started: float) -> list[WorkResult]:
         owed: dict[tuple[str, str], tuple[Announcement, str, BatchRecord]] = {}
         for result in results:
             if result.record is None or result.failed:
@@ -290,19 +346,35 @@ class CancelProcessor:
         now = self._clock().timestamp()
         # Deliveries in this invocation: a claim by any of them is this invocation's to honour.
         tokens_here = {result.token for result in results}
+        # Events an earlier attempt of this delivery claimed and may have published: wait
+        # (seconds left) for the receipt before announcing them again.
+        awaiting: dict[tuple[str, str], float] = {}
+        held: dict[tuple[str, str], str] = {}  # the claims this run announces under
 
         def ours(entry: tuple[Announcement, str, BatchRecord]) -> bool | None:
             """True: this invocation announces it; False: another live one does; None: unknown."""
             announcement, token, record = entry
             claim = record.claims.get(announcement.detail_type)
+            key = (announcement.batch_id, announcement.detail_type)
             if claim is not None and claim[0] in tokens_here:
-                return True
+                written = claim[1] - CLAIM_LEASE_SECONDS
+                # Written by this run (the claim's time is whole seconds), or long enough ago
+                # that a receipt would have marked it announced.
+                waited = now - written
+                if written >= started - 1 or waited >= RECEIPT_GRACE_SECONDS:
+                    held[key] = claim[0]
+                    return True
+                awaiting[key] = RECEIPT_GRACE_SECONDS - waited
+                return None
             if record.claimed_by_other(announcement.detail_type, token, now):
                 return False
             try:
-                return self._store.claim(announcement.batch_id, announcement.detail_type, token)
+                claimed = self._store.claim(announcement.batch_id, announcement.detail_type, token)
             except (ClientError, BotoCoreError):
                 return None
+            if claimed:
+                held[key] = token
+            return claimed
 
         decisions = list(self._executor.map(ours, owed.values()))
         mine = [
@@ -315,6 +387,11 @@ class CancelProcessor:
             # event is one call long, not the whole announce phase.
             for announcement, ok in zip(chunk, accepted, strict=True):
                 if not ok:
+                    # Refused, so not published: let the claim go, so that the redelivery
+                    # announces at once instead of waiting for a receipt that cannot come.
+                    key = (announcement.batch_id, announcement.detail_type)
+                    with contextlib.suppress(ClientError, BotoCoreError):
+                        self._store.release_claim(*key, held[key])
                     continue
                 self._tally.count(announcement.detail_type.replace(" ", ""))
                 try:
@@ -333,16 +410,26 @@ class CancelProcessor:
         if unpublished:
             self._tally.count("EventPublishFailures", len(unpublished))
             logger.warning("events not published", extra={"count": len(unpublished)})
-        return [
-            replace(result, failure="event not published")
-            if result.record is not None
-            and not result.failed
-            and any(
-                (result.record.batch_id, t) in unpublished for t in result.record.pending_events
-            )
-            else result
-            for result in results
-        ]
+        return [_unpublished(result, unpublished, awaiting) for result in results]
+
+
+def _unpublished(
+    result: WorkResult, unpublished: set[tuple[str, str]], awaiting: dict[tuple[str, str], float]
+) -> WorkResult:
+    """A result that owes an event not published now fails, so that its message comes back."""
+    if result.record is None or result.failed:
+        return result
+    keys = [(result.record.batch_id, t) for t in result.record.pending_events]
+    if not any(key in unpublished for key in keys):
+        return result
+    waits = [awaiting[key] for key in keys if key in awaiting]
+    if waits:
+        return replace(
+            result,
+            failure="waiting for the receipt of an event an earlier attempt may have published",
+            retry_after=max(waits),
+        )
+    return replace(result, failure="event not published")
 
 
 def _says_cannot_cancel(answer: ApiResponse) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 
 SEND_BATCH_MAX_ENTRIES = 10
 MAX_DELAY_SECONDS = 900
+MAX_VISIBILITY_SECONDS = 43200
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,14 @@ class QueueSender:
             for start in range(0, len(messages), SEND_BATCH_MAX_ENTRIES)
         ]
         return [ok for results in map_fn(self._send_chunk, chunks) for ok in results]
+
+    def postpone(self, receipt_handle: str, seconds: float) -> None:
+        """Make a message that failed come back after `seconds`, not the visibility timeout."""
+        self._client.change_message_visibility(
+            QueueUrl=self._url,
+            ReceiptHandle=receipt_handle,
+            VisibilityTimeout=max(0, min(MAX_VISIBILITY_SECONDS, math.ceil(seconds))),
+        )
 
     def _send_chunk(self, chunk: Sequence[OutgoingMessage]) -> list[bool]:
         entries = [

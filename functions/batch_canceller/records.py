@@ -7,7 +7,8 @@ status-check chain that follows a `cancelling` batch (`watch_id`, `watch_since`,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 # so a delivery that died can be taken over. Two deliveries racing never both publish.
 CLAIM_PREFIX = "claim "
 CLAIM_LEASE_SECONDS = 960
+BATCH_GET_MAX_KEYS = 100
+BATCH_GET_ATTEMPTS = 6
 
 
 @dataclass(frozen=True)
@@ -115,9 +118,14 @@ class BatchStore:
         reason: str | None = None,
         requested_by: str | None = None,
         claim_token: str | None = None,
+        watch: tuple[str, datetime] | None = None,
     ) -> SaveResult:
         """Store the API's Batch object unless the item already holds the same or a later state;
-        a transition that owes an event also claims announcing it for `claim_token`."""
+        a transition that owes an event also claims announcing it for `claim_token`.
+
+        `watch` (a `cancelling` answer): the ID of the status-check chain that will follow the
+        batch, and the time to count its timeout from unless a watch already started earlier.
+        Written in the same write, so following a batch costs no write of its own."""
         status = str(batch["status"])
         new_rank = rank(status)
         sets = [
@@ -134,6 +142,16 @@ class BatchStore:
             ":terminal": to_attribute(TERMINAL_RANK),
         }
         _set_request_fields(sets, values, reason, requested_by)
+        if watch is not None:
+            watch_id, since = watch
+            sets += [
+                "watch_id = :watch",
+                "watch_since = if_not_exists(watch_since, :since)",
+                "poll_attempt = :first",
+            ]
+            values[":watch"] = {"S": watch_id}
+            values[":since"] = {"S": since.isoformat()}
+            values[":first"] = {"N": "1"}
         names = {"#status": "status", "#batch": "batch"}
         announcement = announcement_for(status)
         if announcement is not None and claim_token is not None:
@@ -197,8 +215,9 @@ class BatchStore:
                 return result
         return self._update(batch_id, expression, values, condition=None)
 
-    def start_watch(self, batch_id: str, watch_id: str, since: datetime) -> None:
-        """Point the item at a new status-check chain (after its first check was sent)."""
+    def restart_watch(self, batch_id: str, watch_id: str, since: datetime) -> None:
+        """Point the item at a new status-check chain whose timeout counts from `since` (after a
+        stall was announced, a new cancel request watches the batch afresh)."""
         self._client.update_item(
             TableName=self._table,
             Key={"batch_id": {"S": batch_id}},
@@ -287,9 +306,55 @@ class BatchStore:
             raise
         return True
 
+    def release_claim(self, batch_id: str, detail_type: str, token: str) -> None:
+        """Give up a claim this delivery holds (its PutEvents was refused)."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"batch_id": {"S": batch_id}},
+                UpdateExpression="REMOVE #claim",
+                ConditionExpression="#claim.#token = :token",
+                ExpressionAttributeNames={"#claim": CLAIM_PREFIX + detail_type, "#token": "token"},
+                ExpressionAttributeValues={":token": {"S": token}},
+            )
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise
+
     def _claim_value(self, token: str) -> dict[str, Any]:
         expires = int(self._clock().timestamp()) + CLAIM_LEASE_SECONDS
         return {"M": {"token": {"S": token}, "expires": {"N": str(expires)}}}
+
+    def pending_events_of(self, batch_ids: Sequence[str]) -> dict[str, frozenset[str]]:
+        """The events each batch still owes (batches without an item are left out)."""
+        pending: dict[str, frozenset[str]] = {}
+        unique = list(dict.fromkeys(batch_ids))
+        for start in range(0, len(unique), BATCH_GET_MAX_KEYS):
+            request: dict[str, Any] = {
+                self._table: {
+                    "Keys": [
+                        {"batch_id": {"S": b}} for b in unique[start : start + BATCH_GET_MAX_KEYS]
+                    ],
+                    "ProjectionExpression": "batch_id, pending_events",
+                    "ConsistentRead": True,
+                }
+            }
+            for attempt in range(BATCH_GET_ATTEMPTS):
+                answer = self._client.batch_get_item(RequestItems=request)
+                for item in answer.get("Responses", {}).get(self._table, []):
+                    pending[item["batch_id"]["S"]] = frozenset(
+                        item.get("pending_events", {}).get("SS", ())
+                    )
+                request = dict(answer.get("UnprocessedKeys") or {})
+                if not request:
+                    break
+                # Throttled keys come back unprocessed; back off before asking again.
+                time.sleep(min(1.0, 0.05 * 2**attempt))
+            else:
+                raise RuntimeError(
+                    f"BatchGetItem left keys unprocessed after {BATCH_GET_ATTEMPTS} tries"
+                )
+        return pending
 
     def mark_announced(self, batch_id: str, detail_type: str) -> None:
         try:

@@ -95,6 +95,7 @@ def build_application(
         tally=tally,
         run_sweep=sweeper.run,
         run_schedule=scheduler.run,
+        event_source=settings.event_source,
     )
 
 

@@ -28,14 +28,12 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Self
 
 from infra.contract.derive_spec import DERIVED_SPEC, REPO_ROOT
+from infra.servers import ManagedServer, ServerStartError, stop_process, wait_until_answering
 
 PRISM_PACKAGE = "@stoplight/prism-cli"
 PRISM_VERSION = "5.16.0"
@@ -118,7 +116,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-class PrismServer:
+class PrismServer(ManagedServer):
     """`prism mock <spec> --errors` on a free local port; its debug log (which shows each
     request's headers and every violation) is kept in `log_path`."""
 
@@ -177,38 +175,20 @@ class PrismServer:
             env={**os.environ, "NO_COLOR": "1", "FORCE_COLOR": "0"},
         )
         try:
-            self._wait_until_answering(timeout)
+            # Any HTTP answer will do; an unknown path gets a 404 problem+json.
+            wait_until_answering(self.url + "/__ready", self._process, timeout, name="Prism")
+        except ServerStartError as exc:
+            self.stop()
+            raise PrismError(f"{exc}:\n{self.log_text()[-3000:]}") from None
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _wait_until_answering(self, timeout: float) -> None:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self._process is not None and self._process.poll() is not None:
-                raise PrismError(
-                    f"Prism exited with {self._process.returncode}:\n{self.log_text()[-3000:]}"
-                )
-            try:
-                # Any HTTP answer will do; an unknown path gets a 404 problem+json.
-                with urllib.request.urlopen(self.url + "/__ready", timeout=1.0):  # noqa: S310
-                    return
-            except urllib.error.HTTPError:
-                return
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.1)
-        raise PrismError(f"Prism did not answer within {timeout:.0f}s:\n{self.log_text()[-3000:]}")
-
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        if process is not None:
+            stop_process(process, grace_seconds=5.0)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -230,17 +210,6 @@ class PrismServer:
         with self.log_path.open("rb") as stream:
             stream.seek(offset)
             return stream.read().decode("utf-8", errors="replace")
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
-import threading
-from types import FrameType
+
+from infra.servers import StopSignal
 
 from .faults import Rule
 from .server import FaultProxy
@@ -30,21 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
 
-    stop = threading.Event()
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
-
+    stop = StopSignal()
     with FaultProxy(args.upstream, host=args.host, port=args.port) as proxy:
         for raw in args.rule:
             proxy.add_rule(Rule(**json.loads(raw)))
         print(f"fault proxy listening on {proxy.url}", flush=True)
-        # Short waits keep the main thread responsive to signals on every platform.
-        while not stop.wait(0.5):
-            pass
+        stop.wait()
         calls = ", ".join(f"{op}={n}" for op, n in sorted(proxy.calls.items()))
         logging.getLogger("infra.fault_proxy").info("stopping; calls: %s", calls or "none")
     return 0

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import logging
-import socket
 import sys
 import threading
 import time
 import uuid
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Self
 from urllib.parse import urlsplit
+
+from infra.servers import BackgroundHTTPServer, ManagedServer
 
 from .faults import (
     CannedResponse,
@@ -64,11 +63,7 @@ class _UpstreamResponse:
         self.body = body
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256
-    allow_reuse_address = True
-
+class _Server(BackgroundHTTPServer):
     def __init__(self, address: tuple[str, int], proxy: FaultProxy) -> None:
         self.proxy = proxy
         super().__init__(address, _Handler)
@@ -89,15 +84,10 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s %s", self.address_string(), format % args)
 
-    def setup(self) -> None:
-        super().setup()
-        self.server.proxy._track_client(self.connection, add=True)
-
     def finish(self) -> None:
         try:
             super().finish()
         finally:
-            self.server.proxy._track_client(self.connection, add=False)
             self.server.proxy._release_upstream()
 
     def _read_body(self) -> bytes:
@@ -221,7 +211,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_canned(CannedResponse(200, headers, json.dumps(result).encode()))
 
 
-class FaultProxy:
+class FaultProxy(ManagedServer):
     """Reverse proxy in front of a moto server; see the package docstring."""
 
     def __init__(self, upstream: str, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -237,21 +227,14 @@ class FaultProxy:
         self._faults: Counter[str] = Counter()
         self._local = threading.local()
         self._upstreams: set[http.client.HTTPConnection] = set()
-        self._clients: set[socket.socket] = set()
         self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> Self:
         if self._server is not None:
             return self
-        self._server = _Server(self._address, self)
-        # A short poll interval keeps stop() (and so test teardown) fast.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="fault-proxy", daemon=True
-        )
-        self._thread.start()
+        self._server = _Server(self._address, self).start("fault-proxy")
         logger.info("fault proxy %s -> %s", self.url, self.upstream)
         return self
 
@@ -259,36 +242,17 @@ class FaultProxy:
         server, self._server = self._server, None
         if server is None:
             return
-        server.shutdown()
-        server.server_close()
+        server.stop()
         with self._lock:
-            clients, self._clients = set(self._clients), set()
             upstreams, self._upstreams = set(self._upstreams), set()
-        for sock in clients:  # wake handler threads parked on idle keep-alive reads
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
         for conn in upstreams:
             conn.close()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def port(self) -> int:
         if self._server is None:
             raise RuntimeError("proxy is not running; call start() first")
-        return int(self._server.server_address[1])
+        return self._server.port
 
     @property
     def url(self) -> str:
@@ -338,13 +302,6 @@ class FaultProxy:
             return choose_failed(count, state.rule.fail_fraction, state.rng)
 
     # -- connections ---------------------------------------------------------------------
-
-    def _track_client(self, sock: socket.socket, *, add: bool) -> None:
-        with self._lock:
-            if add:
-                self._clients.add(sock)
-            else:
-                self._clients.discard(sock)
 
     def _release_upstream(self) -> None:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)

@@ -19,6 +19,7 @@ from infra.sam.template import Resolver, function_environment, load_template
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 FUNCTION_TYPE = "AWS::Serverless::Function"
+RULE_TYPE = "AWS::Events::Rule"
 NOT_EMULATED = frozenset(
     {
         "AWS::IAM::Role",
@@ -133,7 +134,7 @@ def provision(
         elif kind in NOT_EMULATED:
             stack.not_emulated.append(f"{logical_id} ({kind})")
             continue
-        elif kind in (FUNCTION_TYPE, "AWS::SQS::Queue", "AWS::Scheduler::Schedule"):
+        elif kind in (FUNCTION_TYPE, "AWS::SQS::Queue", "AWS::Scheduler::Schedule", RULE_TYPE):
             continue  # below, once everything they point at exists
         else:
             stack.not_emulated.append(f"{logical_id} ({kind})")
@@ -142,7 +143,11 @@ def provision(
     for logical_id, resource in active.items():
         if resource["Type"] == "AWS::Scheduler::Schedule":
             _create_schedule(aws("scheduler"), resolver, logical_id, resource)
-            stack.created.append(f"{logical_id} ({resource['Type']})")
+        elif resource["Type"] == RULE_TYPE:
+            _create_queue_rule(aws("events"), resolver, logical_id, resource)
+        else:
+            continue
+        stack.created.append(f"{logical_id} ({resource['Type']})")
     functions = [lid for lid, r in active.items() if r["Type"] == FUNCTION_TYPE]
     if len(functions) != 1:
         raise ValueError(f"expected one function in template.yaml, found {functions}")
@@ -180,6 +185,9 @@ def _register_names(
                 rule = f"{logical_id}{event_name}"
                 rule_arn = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{stack}-{rule}"
                 _register(resolver, rule, f"{stack}-{rule}", {"Arn": rule_arn})
+        elif kind == RULE_TYPE:
+            arn = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{name}"
+            _register(resolver, logical_id, name, {"Arn": arn})
         else:
             _register(resolver, logical_id, name, {"Arn": f"local:{name}"})
     # Buses name themselves; resolved after the others, as their Name may use !Sub.
@@ -306,6 +314,20 @@ def _create_rule(aws: Any, rule_name: str, props: dict[str, Any]) -> RuleTarget:
         Targets=[{"Id": "function", "Arn": arn}],
     )
     return RuleTarget(rule_name, url)
+
+
+def _create_queue_rule(
+    events: Any, resolver: Resolver, logical_id: str, resource: dict[str, Any]
+) -> None:
+    """A rule whose targets are queues (the receipts rule): moto delivers to SQS itself."""
+    props = resolver.resolve(resource["Properties"])
+    bus = props.get("EventBusName", "default")
+    name = resolver.refs[logical_id]
+    events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps(props["EventPattern"]))
+    targets = [{"Id": t["Id"], "Arn": t["Arn"]} for t in props.get("Targets", [])]
+    if any(":sqs:" not in t["Arn"] for t in targets):
+        raise ValueError(f"{logical_id}: only queue targets are emulated, got {targets}")
+    events.put_targets(Rule=name, EventBusName=bus, Targets=targets)
 
 
 def _outputs(resolver: Resolver, template: dict[str, Any]) -> dict[str, str]:

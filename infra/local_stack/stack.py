@@ -22,6 +22,7 @@ from infra.local_stack.lambda_context import LocalLambdaContext
 from infra.local_stack.provision import REGION, ProvisionedStack, provision
 from infra.local_stack.scheduler import LocalScheduler
 from infra.local_stack.sqs_event_source import SqsEventSource
+from infra.moto_patches import prepare_moto
 from infra.openai_emulator import OpenAIEmulator
 
 LOCAL_API_KEY = "sk-local-demo-key-not-a-secret"
@@ -45,6 +46,7 @@ class LocalStack:
 
     def start(self) -> LocalStack:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
+        prepare_moto()  # DynamoDB writes atomic, as on AWS
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.aws_port, verbose=False)
         self._moto.start()
         host, port = self._moto.get_host_and_port()

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 from collections.abc import Sequence
-from types import FrameType
 
 from infra.openai_emulator.server import OpenAIEmulator
+from infra.servers import StopSignal
 
 logger = logging.getLogger("infra.openai_emulator")
 
@@ -36,13 +34,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
-    stop = threading.Event()
-
-    def _on_signal(signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
+    stop = StopSignal()
     emulator = OpenAIEmulator(
         api_keys=args.api_keys or ["sk-test"],
         cancel_delay_seconds=args.cancel_delay,
@@ -57,8 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             logger.info("seeded %s", batch["id"])
         # The one stdout line: wrappers wait for it to know the port is open.
         print(f"OpenAI emulator listening on {emulator.base_url}", flush=True)
-        while not stop.wait(0.5):  # short waits keep signal handling prompt everywhere
-            pass
+        stop.wait()
     return 0
 
 

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import secrets
 import socket
 import struct
-import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from infra.openai_emulator.errors import openai_error
 from infra.openai_emulator.wire import Reply, Request, Response
+from infra.servers import BackgroundHTTPServer
 
 logger = logging.getLogger("infra.openai_emulator")
 
@@ -24,36 +23,12 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 Responder = Callable[[Request], Reply]
 
 
-class EmulatorHTTPServer(ThreadingHTTPServer):
-    """Thread per connection, keep-alive, deep accept backlog for bursts of clients."""
-
-    daemon_threads = True
-    # stop() must not wait for handlers still sleeping out an injected delay.
-    block_on_close = False
-    request_queue_size = 256
-    allow_reuse_address = True
+class EmulatorHTTPServer(BackgroundHTTPServer):
+    """Answers every request with what `responder` makes of it."""
 
     def __init__(self, address: tuple[str, int], responder: Responder) -> None:
         self.responder = responder
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
         super().__init__(address, EmulatorHandler)
-
-    def track(self, connection: socket.socket) -> None:
-        with self._connections_lock:
-            self._connections.add(connection)
-
-    def untrack(self, connection: socket.socket) -> None:
-        with self._connections_lock:
-            self._connections.discard(connection)
-
-    def close_connections(self) -> None:
-        """Wake handler threads parked on idle keep-alive connections so they exit."""
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):  # already closed by its handler
-                connection.shutdown(socket.SHUT_RDWR)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Clients timing out or vanishing mid-answer is expected here, not a server fault.
@@ -65,16 +40,6 @@ class EmulatorHandler(BaseHTTPRequestHandler):
     server_version = "openai-emulator/1.0"
     # Headers and body go out in two writes; Nagle plus delayed ACK would add ~40 ms.
     disable_nagle_algorithm = True
-
-    def setup(self) -> None:
-        super().setup()
-        self._emulator_server().track(self.connection)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self._emulator_server().untrack(self.connection)
 
     def version_string(self) -> str:
         return self.server_version

@@ -7,7 +7,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from types import TracebackType
 from typing import Any, Self
 
 from infra.openai_emulator import control
@@ -16,6 +15,7 @@ from infra.openai_emulator.faults import Fault, FaultSet
 from infra.openai_emulator.http_server import EmulatorHTTPServer
 from infra.openai_emulator.store import BatchStore
 from infra.openai_emulator.wire import Abort, RecordedRequest, Reply, Request
+from infra.servers import ManagedServer
 
 logger = logging.getLogger("infra.openai_emulator")
 
@@ -25,7 +25,7 @@ def _normalise_prefix(prefix: str) -> str:
     return "/" + stripped if stripped else ""
 
 
-class OpenAIEmulator:
+class OpenAIEmulator(ManagedServer):
     """Batches, faults and a request log behind one lock; latency is slept outside it."""
 
     def __init__(
@@ -57,46 +57,22 @@ class OpenAIEmulator:
         self._log: deque[RecordedRequest] = deque(maxlen=max_recorded_requests)
         self._server: EmulatorHTTPServer | None = None
         self._port: int | None = None  # kept after stop() so urls stay printable
-        self._thread: threading.Thread | None = None
 
     # -- server lifecycle ---------------------------------------------------------------
 
     def start(self) -> Self:
         if self._server is not None:
             raise RuntimeError("emulator already started")
-        self._server = EmulatorHTTPServer((self.host, self._requested_port), self.respond)
-        self._port = int(self._server.server_address[1])
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"openai-emulator:{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
+        server = EmulatorHTTPServer((self.host, self._requested_port), self.respond)
+        self._port = server.port
+        self._server = server.start(f"openai-emulator:{self._port}")
         logger.info("OpenAI emulator listening on %s", self.base_url)
         return self
 
     def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._server = self._thread = None
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
 
     @property
     def port(self) -> int:

@@ -24,12 +24,27 @@ from tests.bench.report import Section, Table
 from tests.bench.servers import BENCH_API_KEY, ProxyServer, Servers
 from tests.bench.sizes import Sizes
 
-MEMORY_GB = 512 / 1024  # template.yaml MemorySize
+
+def _memory_gb() -> float:
+    """The function's MemorySize in template.yaml, in GB (what Lambda bills by)."""
+    from infra.sam.template import load_template
+
+    template = load_template()
+    function = template["Resources"]["BatchCancellerFunction"]["Properties"]
+    memory = function.get(
+        "MemorySize", template.get("Globals", {}).get("Function", {}).get("MemorySize", 128)
+    )
+    return float(memory) / 1024
+
+
+MEMORY_GB = _memory_gb()
 EVENT_COUNTS = ("BatchCancelled", "BatchFinishedBeforeCancel", "BatchCancelFailed")
 
 WHO: dict[str, str] = {
-    "DynamoDB.UpdateItem": "the record per API answer; watch start/advance per check sent; one"
-    " per event marking it announced (conditional: not batchable)",
+    "DynamoDB.UpdateItem": "the record per API answer (the first check's watch in the same"
+    " write); watch advance per later check sent; one per event marking it announced"
+    " (conditional: not batchable)",
+    "DynamoDB.BatchGetItem": "receipts: the pending events of up to 100 batches per call",
     "DynamoDB.GetItem": "only when a failed condition returned no item",
     "SQS.SendMessageBatch": "delayed status checks, batched 10 per call",
     "SQS.ReceiveMessage": "Lambda's SQS event source (emulated: 10 per batch, 1 s long polls)",
@@ -162,9 +177,11 @@ def _section(outcome: Run, items: list[dict[str, Any]], sizes: Sizes) -> Section
     wru_per_write = pricing.write_units(largest_item)
     calls = outcome.calls
     writes = sum(calls[op] for op in ("DynamoDB.UpdateItem", "DynamoDB.PutItem"))
-    reads = calls["DynamoDB.GetItem"]
-    sqs_requests = sum(n for op, n in calls.items() if op.startswith("SQS."))
     events = sum(outcome.tally[name] for name in EVENT_COUNTS)
+    # BatchGetItem bills each item read (consistent: 1 RCU per 4 KB), one per receipt.
+    reads = calls["DynamoDB.GetItem"] + outcome.tally["PublicationReceipts"]
+    # EventBridge's delivery of each event to the queue (a receipt) is an SQS request too.
+    sqs_requests = sum(n for op, n in calls.items() if op.startswith("SQS.")) + events
     p95 = durations[min(len(durations) - 1, int(0.95 * len(durations)))]
 
     run_table = Table(
@@ -215,8 +232,9 @@ def _section(outcome: Run, items: list[dict[str, Any]], sizes: Sizes) -> Section
         )
     run_table.notes.append(
         "Lambda duration is the handler's wall time in this process (Powertools decorators and"
-        " metrics flush included) with moto and the emulator answering locally; on AWS, at 512 MB"
-        " (~0.29 vCPU), CPU-bound stretches run slower and network calls take longer"
+        " metrics flush included) with moto and the emulator answering locally; billed at the"
+        f" template's {MEMORY_GB * 1024:.0f} MB (one vCPU at 1769 MB); on AWS network calls take"
+        " longer"
     )
 
     calls_table = Table(
@@ -239,7 +257,11 @@ def _section(outcome: Run, items: list[dict[str, Any]], sizes: Sizes) -> Section
             f"{writes:,} writes x {wru_per_write} WRU",
         ),
         (pricing.DYNAMODB_READ, reads * pricing.read_units(largest_item), f"{reads:,} reads"),
-        (pricing.SQS_REQUEST, sqs_requests, "every SQS call here is under 64 KB"),
+        (
+            pricing.SQS_REQUEST,
+            sqs_requests,
+            f"every SQS call here is under 64 KB; {events:,} of them EventBridge delivering receipts",
+        ),
         (pricing.EVENTBRIDGE_EVENT, events, "entries put (each under 64 KB)"),
         (pricing.LAMBDA_REQUEST, len(durations), "invocations"),
         (

@@ -17,8 +17,9 @@ import threading
 import urllib.request
 from collections import Counter
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any, Self
+
+from infra.servers import ManagedServer, moto_server, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH_DIR = ROOT / ".bench"
@@ -51,7 +52,7 @@ def process_cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-class ServerProcess:
+class ServerProcess(ManagedServer):
     """A child that prints `<banner> http://...` on stdout once it listens."""
 
     def __init__(self, name: str, argv: list[str], banner: str) -> None:
@@ -104,28 +105,12 @@ class ServerProcess:
         if process is not None:
             if process.stdin is not None:
                 process.stdin.close()  # the bench's own children exit on EOF
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process, grace_seconds=10.0)
             if process.stdout is not None:
                 process.stdout.close()
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _read_line(self, timeout: float) -> str:
         process = self._process
@@ -238,7 +223,7 @@ class ProxyServer(ServerProcess):
         self._command("reset")
 
 
-class Servers:
+class Servers(ManagedServer):
     """The emulator and moto for a whole bench run."""
 
     def __init__(self) -> None:
@@ -260,30 +245,14 @@ class Servers:
         self.emulator.stop()
         self.moto.stop()
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
 
 # -- child ends ------------------------------------------------------------------------------
 
 
 def _serve_moto() -> int:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    print(f"moto listening on http://{host}:{port}", flush=True)
-    sys.stdin.read()  # until the parent closes our stdin (or goes away)
-    server.stop()
+    with moto_server() as url:
+        print(f"moto listening on {url}", flush=True)
+        sys.stdin.read()  # until the parent closes our stdin (or goes away)
     return 0
 
 

@@ -12,12 +12,42 @@ from pathlib import Path
 import openai  # noqa: F401
 import pytest
 
+from tests.bench.report import Cell, Section
 from tests.bench.run import SECTIONS, run_bench
 from tests.bench.sizes import SMOKE
 
 
 def _positive(value: float) -> bool:
     return math.isfinite(value) and value > 0
+
+
+def _leading_number(cell: Cell) -> float:
+    """A printed cell such as "1.234 ms", "526" or "0.48" as its number."""
+    return float(str(cell).replace(",", "").split()[0])
+
+
+def _assert_one_core_bound(throughput: Section) -> None:
+    """The boto3 floor is measured, and the one-core bounds built from it print as numbers."""
+    data = throughput.data
+    assert all(_positive(data["boto3_floor_ms_per_call"][v]) for v in ("on", "off"))
+    bounds = data["one_core_bound"]
+    assert {"bare", "bare_plus_1_write", "bare_plus_2_writes", "function_steps"} <= set(bounds)
+    assert all(_positive(b[k]) for b in bounds.values() for k in ("cpu_ms_per_id", "max_over_bare"))
+    # Each minimal write adds CPU, so each bound is at most the one before it.
+    one, two = bounds["bare_plus_1_write"], bounds["bare_plus_2_writes"]
+    assert bounds["bare"]["max_over_bare"] >= one["max_over_bare"] >= two["max_over_bare"]
+    rows = {str(row[0]): row for table in throughput.tables for row in table.rows}
+    # The name, then numbers: CPU on, off (steps table); CPU, cancels/s, at most, measured.
+    numeric = {
+        "boto3 floor per call": 2,
+        "bare + 1 minimal UpdateItem": 3,
+        "bare + 2 minimal UpdateItems": 3,
+        "function, as run": 4,
+    }
+    for name, count in numeric.items():
+        cells = rows[name][1 : 1 + count]
+        assert all(_positive(_leading_number(cell)) for cell in cells), rows[name]
+    assert all("one-core bound, measured" in goal.reference for goal in throughput.goals)
 
 
 @pytest.mark.timeout(120)
@@ -41,6 +71,7 @@ def test_every_bench_section_produces_numbers_and_tables(
     throughput = sections["throughput"].data["per_second"]
     assert len(throughput) == 3
     assert all(_positive(rate) for rate in throughput.values())
+    _assert_one_core_bound(sections["throughput"])
     cpu = sections["cpu"].data["cpu_ms_per_call"]
     assert all(_positive(ms) for ms in cpu.values())
     e2e = sections["end_to_end"].data

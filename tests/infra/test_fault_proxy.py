@@ -20,9 +20,9 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError
-from moto.server import ThreadedMotoServer
 
 from infra.fault_proxy import FaultProxy, Request, Rule, operation_of
+from infra.servers import moto_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -40,12 +40,8 @@ new_client: Any = boto3.client
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    # port=0 binds a free port; moto 5.x exposes the bound address after start().
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_server() as url:
+        yield url
 
 
 @pytest.fixture

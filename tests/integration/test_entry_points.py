@@ -1,4 +1,4 @@
-"""The three entry points, fed the sample events in events/ (the same files `sam local invoke -e` uses)."""
+"""The three entry points (and receipts), fed the sample events in events/ (the same files `sam local invoke -e` uses)."""
 
 from __future__ import annotations
 
@@ -125,3 +125,22 @@ def test_unfinished_work_from_an_event_is_requeued_not_lost(
         "reason": "cutoff",
         "requested_by": "me",
     } in stack.queued_bodies()
+
+
+def test_sqs_sample_receipt_marks_an_owed_event_announced_without_publishing(
+    stack: Stack, emulator: OpenAIEmulator
+) -> None:
+    # GIVEN a record that owes `Batch Cancelled` (its publisher died before marking it)
+    app = stack.app(emulator.base_url)
+    store = app.processor._store
+    store.save_batch("batch_abc123", {"id": "batch_abc123", "status": "cancelled"})
+
+    # WHEN the bus's receipt of that event arrives
+    answer = app.handle(load_event("sqs-receipt.json"), context())
+
+    # THEN the event is marked announced and nothing is published again
+    assert answer == {"batchItemFailures": []}
+    item = stack.item("batch_abc123") or {}
+    assert "pending_events" not in item
+    assert item["announced_events"] == {"Batch Cancelled"}
+    assert stack.events() == []

@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from batch_canceller.announcer import Announcement
+from batch_canceller.app import Application
+from batch_canceller.processor import RECEIPT_GRACE_SECONDS
+from batch_canceller.records import utc_now
 from infra.fault_proxy import FaultProxy, Rule
 from infra.openai_emulator import OpenAIEmulator
-from tests.support import API_KEY, Stack, context, failed_ids, sqs_event
+from tests.support import API_KEY, LocalAws, Stack, context, failed_ids, sqs_event
 
 
 @pytest.fixture
@@ -145,6 +150,97 @@ def test_crash_between_write_and_put_events_is_announced_on_redelivery(
 
     assert failed_ids(answer) == set()
     assert len(stack.events_of("Batch Cancelled", batch["id"])) == 1
+
+
+def _die_after_put_events(app: Application) -> None:
+    """PutEvents succeeds, then the process dies before the event is marked announced."""
+
+    def crash(*_: object) -> None:
+        raise _Crash
+
+    app.processor._store.mark_announced = crash  # type: ignore[method-assign]
+
+
+def _redelivered_after_crash(stack: Stack, emulator: OpenAIEmulator) -> tuple[str, dict[str, Any]]:
+    batch = emulator.seed(status="in_progress")
+    doomed = stack.app(emulator.base_url)
+    _die_after_put_events(doomed)
+    event = sqs_event(batch["id"])
+    with pytest.raises(_Crash):
+        doomed.handle(event, context())
+    assert len(stack.events_of("Batch Cancelled", batch["id"])) == 1  # it did go out
+    assert (stack.item(batch["id"]) or {}).get("pending_events") == {"Batch Cancelled"}
+    return batch["id"], event
+
+
+def test_crash_after_put_events_is_not_announced_again_thanks_to_its_receipt(
+    stack: Stack, instant_emulator: OpenAIEmulator
+) -> None:
+    # GIVEN a container that died between a successful PutEvents and the announced mark
+    batch_id, event = _redelivered_after_crash(stack, instant_emulator)
+
+    # WHEN SQS hands a new container the redelivered message and the event's receipt in one
+    # batch, the receipt last
+    receipts = stack.drain_receipts()
+    assert [r["detail"]["batch_id"] for r in receipts] == [batch_id]
+    both = sqs_event(event["Records"][0]["body"], json.dumps(receipts[0]), ids=["m1", "r1"])
+    both["Records"][0]["messageId"] = event["Records"][0]["messageId"]
+    answer = stack.app(instant_emulator.base_url).handle(both, context())
+
+    # THEN the receipt marks the event announced before the redelivery looks at it
+    assert failed_ids(answer) == set()
+    assert len(stack.events_of("Batch Cancelled", batch_id)) == 1
+    assert "pending_events" not in (stack.item(batch_id) or {})
+
+
+def test_a_redelivery_ahead_of_the_receipt_waits_for_it(
+    stack: Stack, instant_emulator: OpenAIEmulator
+) -> None:
+    # GIVEN a container that died between a successful PutEvents and the announced mark
+    batch_id, event = _redelivered_after_crash(stack, instant_emulator)
+    app = stack.app(instant_emulator.base_url)
+
+    # WHEN the redelivery comes before the receipt (a short visibility timeout)
+    early = app.handle(event, context())
+
+    # THEN it announces nothing and comes back later
+    assert failed_ids(early) == {event["Records"][0]["messageId"]}
+    assert len(stack.events_of("Batch Cancelled", batch_id)) == 1
+
+    # AND once the receipt is handled, the next redelivery finds nothing owed
+    stack.run_until(app, lambda: "pending_events" not in (stack.item(batch_id) or {}))
+    later = app.handle(event, context())
+    assert failed_ids(later) == set()
+    assert len(stack.events_of("Batch Cancelled", batch_id)) == 1
+
+
+def test_without_receipts_the_same_crash_announces_twice(
+    local_aws: LocalAws, instant_emulator: OpenAIEmulator
+) -> None:
+    # The residual that receipts close: at-least-once, because PutEvents is not idempotent.
+    stack = local_aws.create_stack(receipts=False)
+    batch_id, event = _redelivered_after_crash(stack, instant_emulator)
+    app = stack.app(instant_emulator.base_url)
+    # The redelivery waits for a receipt for RECEIPT_GRACE_SECONDS; none comes.
+    app.processor._clock = lambda: utc_now() + timedelta(seconds=RECEIPT_GRACE_SECONDS + 1)
+
+    app.handle(event, context())
+
+    assert len(stack.events_of("Batch Cancelled", batch_id)) == 2
+
+
+def test_a_receipt_from_another_source_goes_to_the_dlq_and_marks_nothing(
+    stack: Stack, instant_emulator: OpenAIEmulator
+) -> None:
+    batch_id, _ = _redelivered_after_crash(stack, instant_emulator)
+    forged = {**stack.drain_receipts()[0], "source": "someone-else"}
+
+    answer = stack.app(instant_emulator.base_url).handle(sqs_event(json.dumps(forged)), context())
+
+    assert failed_ids(answer) == set()
+    assert (stack.item(batch_id) or {}).get("pending_events") == {"Batch Cancelled"}
+    [dead] = stack.dead_letters()
+    assert "someone-else" in dead["MessageAttributes"]["error_reason"]["StringValue"]
 
 
 def test_deadline_returns_early_with_the_rest_reported_and_nothing_lost(

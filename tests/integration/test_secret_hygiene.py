@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from infra.openai_emulator import Fault, OpenAIEmulator
+from infra.servers import BackgroundHTTPServer
 from tests.support import API_KEY, SECRETS, Stack, context, sqs_event
 
 
@@ -38,11 +38,9 @@ class _EchoingGateway(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def echoing_gateway() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoingGateway)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
+    server = BackgroundHTTPServer(("127.0.0.1", 0), _EchoingGateway).start("echoing-gateway")
+    yield f"http://127.0.0.1:{server.port}/v1"
+    server.stop()
 
 
 def test_key_appears_nowhere_across_every_outcome(

@@ -7,54 +7,21 @@ until SIGTERM or SIGINT.
 
 from __future__ import annotations
 
-import datetime
-import functools
 import logging
 import signal
 import sys
 import threading
-import time
 from types import FrameType
-from typing import Any
 
 from moto.server import ThreadedMotoServer
+
+from infra.moto_patches import prepare_moto
 
 READY_PREFIX = "moto listening on "
 
 
-def _speed_up_moto() -> None:
-    """Per-request costs of moto's server that would dominate a long run. Each replacement
-    returns exactly what the original does, so they change nothing but speed."""
-    import jsonpath_ng.ext
-    import moto.backends
-    import moto.sqs.models
-
-    # Patched modules, typed loosely: these are their internals, not their interfaces.
-    jsonpath: Any = jsonpath_ng.ext
-    backends: Any = moto.backends
-    sqs_models: Any = moto.sqs.models
-    # A JSONPath parser (yacc tables) is built for every path of every event delivered to a
-    # target: ~40 ms per event.
-    jsonpath.parse = functools.lru_cache(maxsize=256)(jsonpath.parse)
-    # Every request lists moto's package directory and stats each entry to route itself.
-    modules = tuple(backends.list_of_moto_modules())
-    backends.list_of_moto_modules = lambda: modules
-    # SQS scans the whole queue (twice per message) on every send and receive, asking the
-    # clock for each message through datetime arithmetic; the plain clock is ~10x cheaper.
-    slow_seconds = sqs_models.unix_time
-
-    def unix_time(dt: datetime.datetime | None = None) -> float:
-        return time.time() if dt is None else float(slow_seconds(dt))
-
-    def unix_time_millis(dt: datetime.datetime | None = None) -> float:
-        return unix_time(dt) * 1000.0
-
-    sqs_models.unix_time = unix_time
-    sqs_models.unix_time_millis = unix_time_millis
-
-
 def main() -> int:
-    _speed_up_moto()
+    prepare_moto()
     # werkzeug logs every request; thousands a second would only slow the run down.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     stop = threading.Event()

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from tests.support import client
+from tests.support import add_receipts_rule, client
 
 EVENT_SOURCE = "batch-canceller"
 
@@ -79,6 +79,8 @@ def create_stack(
         EventBusName=bus,
         Targets=[{"Id": "capture", "Arn": _queue_arn(sqs, capture_url)}],
     )
+    # As deployed: the function's own events come back to its queue as receipts.
+    add_receipts_rule(events, bus, _queue_arn(sqs, queue_url))
     secret = f"openai-key-{suffix}"
     client("secretsmanager", aws_url).create_secret(
         Name=secret, SecretString=json.dumps({"api_key": api_key})

@@ -241,14 +241,41 @@ def test_bus_rule_takes_cancel_requests_with_retries_and_a_dlq(
     assert template["Resources"]["EventBus"]["Type"] == "AWS::Events::EventBus"
 
 
-def test_event_dlq_accepts_messages_from_this_rule_only(template: dict[str, Any]) -> None:
-    # The rule SAM generates for the event is named <function><event>.
+def test_event_dlq_accepts_messages_from_the_projects_rules_only(template: dict[str, Any]) -> None:
+    # The rule SAM generates for the event is named <function><event>; the receipts rule too.
     policy = properties(template, "EventDeadLetterQueuePolicy")
     assert policy["Queues"] == [ref("EventDeadLetterQueue")]
     (allow,) = (s for s in policy["PolicyDocument"]["Statement"] if s["Effect"] == "Allow")
     assert allow["Principal"] == {"Service": "events.amazonaws.com"}
     assert allow["Action"] == "sqs:SendMessage"
-    assert allow["Condition"]["ArnEquals"]["aws:SourceArn"] == arn_of(f"{FUNCTION}CancelRequested")
+    assert allow["Condition"]["ArnEquals"]["aws:SourceArn"] == [
+        arn_of(f"{FUNCTION}CancelRequested"),
+        arn_of("PublicationReceiptsRule"),
+    ]
+
+
+def test_receipts_rule_sends_the_functions_own_outcome_events_back_to_its_queue(
+    template: dict[str, Any], function: dict[str, Any]
+) -> None:
+    from batch_canceller.commands import RECEIPTED_DETAIL_TYPES
+
+    rule = properties(template, "PublicationReceiptsRule")
+    assert rule["EventBusName"] == ref("EventBus")
+    pattern = rule["EventPattern"]
+    assert pattern["source"] == [function["Environment"]["Variables"]["EVENT_SOURCE"]]
+    assert set(pattern["detail-type"]) == RECEIPTED_DETAIL_TYPES
+    (target,) = rule["Targets"]
+    assert target["Arn"] == arn_of("CancelQueue")
+    assert target["DeadLetterConfig"]["Arn"] == arn_of("EventDeadLetterQueue")
+    # The queue lets exactly this rule send to it.
+    policy = properties(template, "QueuesPolicy")["PolicyDocument"]["Statement"]
+    (allow,) = (s for s in policy if s["Effect"] == "Allow")
+    assert (allow["Principal"], allow["Action"], allow["Resource"]) == (
+        {"Service": "events.amazonaws.com"},
+        "sqs:SendMessage",
+        arn_of("CancelQueue"),
+    )
+    assert allow["Condition"]["ArnEquals"]["aws:SourceArn"] == arn_of("PublicationReceiptsRule")
 
 
 def test_failed_async_invocations_land_in_the_event_dlq(function: dict[str, Any]) -> None:

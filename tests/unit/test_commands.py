@@ -12,6 +12,7 @@ from batch_canceller.commands import (
     MAX_BODY_BYTES,
     CancelCommand,
     InvalidInput,
+    PublicationReceipt,
     StatusCheck,
     SweepRequest,
     parse_message_body,
@@ -337,3 +338,59 @@ def test_error_preview_escapes_control_characters() -> None:
     assert "\x1b" not in message
     assert "\n" not in message
     assert "\r" not in message
+
+
+# -- events a rule delivered to the queue --------------------------------------------------
+
+
+def envelope(detail_type: str, detail: object, source: str = "batch-canceller") -> str:
+    return body(
+        {
+            "version": "0",
+            "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
+            "detail-type": detail_type,
+            "source": source,
+            "account": "123456789012",
+            "time": "2026-11-26T01:00:00Z",
+            "region": "us-east-1",
+            "resources": [],
+            "detail": detail,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "detail_type",
+    [
+        "Batch Cancelled",
+        "Batch Finished Before Cancel",
+        "Batch Cancel Failed",
+        "Batch Cancel Stalled",
+    ],
+)
+def test_the_functions_own_event_is_a_receipt(detail_type: str) -> None:
+    parsed = parse_message_body(envelope(detail_type, {"batch_id": "batch_1", "status": "x"}))
+
+    assert parsed == PublicationReceipt("batch_1", detail_type, "batch-canceller")
+
+
+def test_a_cancel_requested_event_routed_through_the_queue_is_its_command() -> None:
+    parsed = parse_message_body(envelope("Batch Cancel Requested", {"batch_ids": ["b1", "b2"]}))
+
+    assert parsed == CancelCommand(batch_ids=("b1", "b2"))
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (envelope("Batch Sweep Completed", {}), "unsupported detail-type"),
+        (envelope("Something Else", {"batch_id": "b1"}), "unsupported detail-type"),
+        (envelope("Batch Cancelled", {"batch_id": "../etc"}), "invalid batch ID"),
+        (envelope("Batch Cancelled", ["b1"]), "must be an object"),
+        (envelope("Batch Cancelled", {"batch_id": "b1"}, source=""), "non-empty 'source'"),
+        (envelope("Batch Cancel Requested", {"check": {}}), "must be a command or sweep"),
+    ],
+)
+def test_an_unusable_event_on_the_queue_is_invalid_with_its_reason(text: str, reason: str) -> None:
+    with pytest.raises(InvalidInput, match=reason):
+        parse_message_body(text)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from decimal import Decimal
+from typing import Any
 
 import pytest
+import urllib3
 
 from batch_canceller import __version__, openai_api
 from batch_canceller.api_key import StaticApiKey
@@ -50,6 +52,19 @@ class RotatingKey:
             if self._next:
                 self.current = self._next.pop(0)
         return self.current
+
+
+class RequestIdRecordingPool(urllib3.PoolManager):
+    """The client's pool, also keeping the `x-request-id` of every answer it received."""
+
+    def __init__(self) -> None:
+        super().__init__(num_pools=4, maxsize=4, block=True, retries=False)
+        self.request_ids: list[str | None] = []
+
+    def request(self, *args: Any, **kwargs: Any) -> urllib3.BaseHTTPResponse:
+        response = super().request(*args, **kwargs)
+        self.request_ids.append(response.headers.get("x-request-id"))
+        return response
 
 
 @pytest.fixture
@@ -353,6 +368,117 @@ def test_persistent_failure_gives_up_after_max_attempts_without_the_key(
     assert API_KEY not in str(caught.value)
     assert API_KEY not in repr(caught.value)
     assert all(API_KEY not in str(arg) for arg in caught.value.args)
+
+
+# -- what a transient failure carries -------------------------------------------------------
+
+
+@pytest.fixture
+def recording_pool() -> RequestIdRecordingPool:
+    return RequestIdRecordingPool()
+
+
+@pytest.fixture
+def recorded_client(
+    emulator: OpenAIEmulator, recording_pool: RequestIdRecordingPool, sleep: RecordingSleep
+) -> OpenAIBatchClient:
+    return OpenAIBatchClient(
+        ApiEndpoint(base_url=emulator.base_url),
+        StaticApiKey(API_KEY),
+        recording_pool,
+        sleep=sleep,
+    )
+
+
+def assert_no_key(error: TransientApiError) -> None:
+    assert API_KEY not in str(error)
+    assert API_KEY not in repr(error)
+    assert all(API_KEY not in str(arg) for arg in error.args)
+
+
+def test_giving_up_carries_the_status_and_request_id_of_the_last_answer(
+    emulator: OpenAIEmulator,
+    recorded_client: OpenAIBatchClient,
+    recording_pool: RequestIdRecordingPool,
+) -> None:
+    # GIVEN an API that answers 500 every time
+    batch = emulator.seed()
+    emulator.inject(Fault("status", status=500, times=None))
+
+    # WHEN the cancel is given up on
+    with pytest.raises(TransientApiError) as caught:
+        recorded_client.cancel_batch(batch["id"], roomy())
+
+    # THEN the error names the last answer the emulator sent, as attributes and in its message
+    error = caught.value
+    attempts = RetryPolicy().max_attempts
+    assert len(recording_pool.request_ids) == attempts
+    last_request_id = recording_pool.request_ids[-1]
+    assert re.fullmatch(r"req_[0-9a-f]{32}", last_request_id or "")
+    assert error.status == 500
+    assert error.request_id == last_request_id
+    assert str(error) == f"cancel: HTTP 500 (request {last_request_id}) after {attempts} attempts"
+    assert error.args == (str(error),)
+    assert_no_key(error)
+
+
+def test_a_retry_hint_past_the_deadline_carries_the_answer_that_gave_it(
+    emulator: OpenAIEmulator,
+    recorded_client: OpenAIBatchClient,
+    recording_pool: RequestIdRecordingPool,
+) -> None:
+    batch = emulator.seed()
+    emulator.inject(Fault("status", status=429, retry_after=30))
+
+    with pytest.raises(TransientApiError) as caught:
+        recorded_client.cancel_batch(batch["id"], Deadline(lambda: 8.0, reserve_seconds=5.0))
+
+    [request_id] = recording_pool.request_ids
+    error = caught.value
+    assert error.status == 429
+    assert error.request_id == request_id
+    assert str(error) == (
+        f"cancel: HTTP 429 (request {request_id}); retry in 30.0s would pass the deadline"
+    )
+    assert_no_key(error)
+
+
+def test_a_malformed_success_body_carries_its_status_and_request_id(
+    emulator: OpenAIEmulator,
+    recorded_client: OpenAIBatchClient,
+    recording_pool: RequestIdRecordingPool,
+) -> None:
+    batch = emulator.seed()
+    emulator.inject(Fault("malformed", times=None))
+
+    with pytest.raises(TransientApiError) as caught:
+        recorded_client.retrieve_batch(batch["id"], roomy())
+
+    error = caught.value
+    attempts = RetryPolicy().max_attempts
+    assert error.status == 200
+    assert error.request_id == recording_pool.request_ids[-1]
+    assert error.request_id is not None
+    assert str(error) == f"retrieve: malformed JSON in HTTP 200 answer after {attempts} attempts"
+    assert_no_key(error)
+
+
+def test_failures_without_an_answer_carry_no_status_or_request_id(
+    emulator: OpenAIEmulator, recorded_client: OpenAIBatchClient
+) -> None:
+    batch = emulator.seed()
+    emulator.inject(Fault("reset", times=None))
+
+    with pytest.raises(TransientApiError) as reset:
+        recorded_client.cancel_batch(batch["id"], roomy())
+    with pytest.raises(TransientApiError) as no_time:
+        recorded_client.cancel_batch(batch["id"], Deadline(lambda: 5.5, reserve_seconds=5.0))
+
+    assert (reset.value.status, reset.value.request_id) == (None, None)
+    assert str(reset.value).startswith("cancel: ")
+    assert str(reset.value).endswith(f"after {RetryPolicy().max_attempts} attempts")
+    assert (no_time.value.status, no_time.value.request_id) == (None, None)
+    assert str(no_time.value) == "cancel: no time left in this invocation"
 
 
 def test_retry_hint_past_the_deadline_fails_at_once_without_sleeping(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -297,18 +297,43 @@ def test_batch_attribute_round_trips_to_the_api_json(store: BatchStore) -> None:
 
 
 def watched(store: BatchStore, watch_id: str = "watch-1") -> None:
-    store.save_batch("batch_r1", batch("cancelling"))
-    store.start_watch("batch_r1", watch_id, NOW)
+    store.save_batch("batch_r1", batch("cancelling"), watch=(watch_id, NOW))
 
 
-def test_start_watch_records_the_chain(store: BatchStore) -> None:
-    watched(store)
+def test_save_batch_with_a_watch_records_the_chain_in_the_same_write(store: BatchStore) -> None:
+    saved = store.save_batch("batch_r1", batch("cancelling"), watch=("watch-1", NOW))
 
+    assert saved.record.watch_id == "watch-1"
     stored = store.get("batch_r1")
     assert stored is not None
     assert stored.watch_id == "watch-1"
     assert stored.watch_since == NOW
     assert stored.poll_attempt == 1
+
+
+def test_a_new_watch_keeps_the_clock_of_the_first(store: BatchStore) -> None:
+    # GIVEN a batch watched since NOW
+    watched(store)
+
+    # WHEN it is asked to cancel again an hour later
+    later = NOW + timedelta(hours=1)
+    saved = store.save_batch("batch_r1", batch("cancelling"), watch=("watch-2", later))
+
+    # THEN the new chain takes over but the timeout still counts from the first sighting
+    assert saved.record.watch_id == "watch-2"
+    assert saved.record.watch_since == NOW
+    assert saved.record.poll_attempt == 1
+
+
+def test_restart_watch_restarts_the_clock(store: BatchStore) -> None:
+    watched(store)
+    later = NOW + timedelta(hours=1)
+
+    store.restart_watch("batch_r1", "watch-2", later)
+
+    stored = store.get("batch_r1")
+    assert stored is not None
+    assert (stored.watch_id, stored.watch_since, stored.poll_attempt) == ("watch-2", later, 1)
 
 
 def test_advance_watch_moves_the_current_chain_forward_once(store: BatchStore) -> None:
@@ -323,7 +348,7 @@ def test_advance_watch_moves_the_current_chain_forward_once(store: BatchStore) -
 
 def test_advance_watch_rejects_a_stale_chain(store: BatchStore) -> None:
     watched(store, "watch-old")
-    store.start_watch("batch_r1", "watch-new", NOW)
+    store.save_batch("batch_r1", batch("cancelling"), watch=("watch-new", NOW))
 
     assert not store.advance_watch("batch_r1", "watch-old", 2)
     stored = store.get("batch_r1")
@@ -367,3 +392,22 @@ def test_mark_stalled_after_the_batch_left_cancelling_changes_nothing(store: Bat
     assert not result.changed
     assert STALLED not in result.record.pending_events
     assert result.record.status == "cancelled"
+
+
+# -- receipts ------------------------------------------------------------------------------
+
+
+def test_pending_events_of_reads_many_batches_and_skips_unknown_ones(store: BatchStore) -> None:
+    # GIVEN 130 batches owing an event (more than one BatchGetItem takes) and one that owes none
+    ids = [f"batch_p{index}" for index in range(130)]
+    for batch_id in ids:
+        store.save_batch(batch_id, batch("cancelled"))
+    store.mark_announced(ids[0], "Batch Cancelled")
+
+    # WHEN the pending events of all of them, and of an unknown batch, are read
+    pending = store.pending_events_of([*ids, "batch_unknown", ids[1]])
+
+    # THEN each known batch has its own answer; the unknown one has none
+    assert pending[ids[0]] == frozenset()
+    assert all(pending[batch_id] == {"Batch Cancelled"} for batch_id in ids[1:])
+    assert "batch_unknown" not in pending
