@@ -22,6 +22,7 @@ ROTATED_API_KEY = "sk-rotated-" + "r0t" * 12
 # Every key the tests use: none may ever show up in logs, records, events or errors.
 SECRETS = (API_KEY, ROTATED_API_KEY)
 REGION = "us-east-1"
+EVENT_SOURCE = "batch-canceller"  # the function's default `Source`, which the capture rule keeps
 
 
 def client(service: str, endpoint: str) -> Any:
@@ -208,50 +209,87 @@ class LocalAws:
         self, api_key: str = API_KEY, visibility_timeout: int = 2, receipts: bool = True
     ) -> Stack:
         """As template.yaml deploys it; `receipts=False` leaves out the receipts rule."""
-        suffix = uuid.uuid4().hex[:10]
-        dynamodb = client("dynamodb", self.endpoint)
-        sqs = client("sqs", self.endpoint)
-        events = client("events", self.endpoint)
-        secrets = client("secretsmanager", self.endpoint)
-        table = f"batches-{suffix}"
-        dynamodb.create_table(
-            TableName=table,
-            KeySchema=[{"AttributeName": "batch_id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "batch_id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
+        made = create_resources(
+            self.endpoint, api_key, visibility_timeout=visibility_timeout, receipts=receipts
         )
-        dlq_url = sqs.create_queue(QueueName=f"cancel-dlq-{suffix}")["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
-        queue_url = sqs.create_queue(
-            QueueName=f"cancel-{suffix}",
-            Attributes={
-                "VisibilityTimeout": str(visibility_timeout),
-                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5}),
-            },
-        )["QueueUrl"]
-        bus = f"bus-{suffix}"
-        events.create_event_bus(Name=bus)
-        capture_url = sqs.create_queue(QueueName=f"capture-{suffix}")["QueueUrl"]
-        capture_arn = sqs.get_queue_attributes(QueueUrl=capture_url, AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
-        events.put_rule(
-            Name=f"capture-{suffix}",
-            EventBusName=bus,
-            EventPattern=json.dumps({"source": ["batch-canceller"]}),
-        )
-        events.put_targets(
-            Rule=f"capture-{suffix}",
-            EventBusName=bus,
-            Targets=[{"Id": "capture", "Arn": capture_arn}],
-        )
-        if receipts:
-            add_receipts_rule(events, bus, queue_arn(sqs, queue_url))
-        secret = f"openai-key-{suffix}"
-        secrets.create_secret(Name=secret, SecretString=json.dumps({"api_key": api_key}))
-        return Stack(self.endpoint, table, queue_url, dlq_url, bus, secret, capture_url)
+        return Stack(self.endpoint, *made.names, made.capture_queue())
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What `create_resources` made: names and URLs each caller copies into its own stack."""
+
+    table_name: str
+    queue_url: str
+    dlq_url: str
+    bus_name: str
+    secret_id: str
+    capture_queue_url: str | None  # None when made without the capture rule
+
+    @property
+    def names(self) -> tuple[str, str, str, str, str]:
+        """Table, queue URL, DLQ URL, bus, secret: the fields every stack type lists first."""
+        return (self.table_name, self.queue_url, self.dlq_url, self.bus_name, self.secret_id)
+
+    def capture_queue(self) -> str:
+        """The capture queue's URL, for the stack types that read events back."""
+        if self.capture_queue_url is None:
+            raise ValueError("made without the capture rule")
+        return self.capture_queue_url
+
+
+def create_resources(
+    aws_endpoint: str,
+    api_key: str,
+    *,
+    dynamodb_endpoint: str | None = None,
+    visibility_timeout: int,
+    max_receive_count: int = 5,
+    capture: bool = True,
+    receipts: bool = True,
+    prefix: str = "",
+) -> Resources:
+    """The function's resources as template.yaml deploys them, uniquely named, so the
+    integration tests, the bench and the chaos run all test the same wiring: the table (on
+    `dynamodb_endpoint` when DynamoDB runs apart), the cancel queue redriving to its DLQ, the
+    bus, the secret as JSON; `capture` adds a rule and queue that keep every event of the
+    function for the test to read, `receipts` the template's receipts rule."""
+    suffix = uuid.uuid4().hex[:10]
+    table = f"{prefix}batches-{suffix}"
+    client("dynamodb", dynamodb_endpoint or aws_endpoint).create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "batch_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "batch_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    sqs = client("sqs", aws_endpoint)
+    dlq_url = sqs.create_queue(QueueName=f"{prefix}cancel-dlq-{suffix}")["QueueUrl"]
+    redrive = {"deadLetterTargetArn": queue_arn(sqs, dlq_url), "maxReceiveCount": max_receive_count}
+    queue_url = sqs.create_queue(
+        QueueName=f"{prefix}cancel-{suffix}",
+        Attributes={
+            "VisibilityTimeout": str(visibility_timeout),
+            "RedrivePolicy": json.dumps(redrive),
+        },
+    )["QueueUrl"]
+    events = client("events", aws_endpoint)
+    bus = f"{prefix}bus-{suffix}"
+    events.create_event_bus(Name=bus)
+    capture_url = None
+    if capture:
+        capture_url = sqs.create_queue(QueueName=f"{prefix}capture-{suffix}")["QueueUrl"]
+        rule = f"{prefix}capture-{suffix}"
+        pattern = json.dumps({"source": [EVENT_SOURCE]})
+        events.put_rule(Name=rule, EventBusName=bus, EventPattern=pattern)
+        target = {"Id": "capture", "Arn": queue_arn(sqs, capture_url)}
+        events.put_targets(Rule=rule, EventBusName=bus, Targets=[target])
+    if receipts:
+        add_receipts_rule(events, bus, queue_arn(sqs, queue_url))
+    secret = f"{prefix}openai-key-{suffix}"
+    client("secretsmanager", aws_endpoint).create_secret(
+        Name=secret, SecretString=json.dumps({"api_key": api_key})
+    )
+    return Resources(table, queue_url, dlq_url, bus, secret, capture_url)
 
 
 def is_receipt(body: object) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import threading
 import time
@@ -18,7 +17,7 @@ from typing import Any
 
 import boto3
 
-from tests.support import add_receipts_rule, queue_arn
+from tests.support import create_resources
 
 REGION = "us-east-1"
 
@@ -137,37 +136,12 @@ class BenchStack:
 
 def create_stack(endpoint: str, api_key: str, visibility_timeout: int = 120) -> BenchStack:
     """Fresh, uniquely named resources, with the template's receipts rule on the bus (the
-    function's own events back to its queue, as deployed)."""
-    suffix = uuid.uuid4().hex[:10]
-    dynamodb = client("dynamodb", endpoint)
-    sqs = client("sqs", endpoint)
-    table = f"bench-batches-{suffix}"
-    dynamodb.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "batch_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "batch_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
+    function's own events back to its queue, as deployed); no capture rule, whose extra
+    deliveries would weigh on what the bench measures."""
+    made = create_resources(
+        endpoint, api_key, visibility_timeout=visibility_timeout, capture=False, prefix="bench-"
     )
-    dlq_url = sqs.create_queue(QueueName=f"bench-dlq-{suffix}")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    queue_url = sqs.create_queue(
-        QueueName=f"bench-cancel-{suffix}",
-        Attributes={
-            "VisibilityTimeout": str(visibility_timeout),
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5}),
-        },
-    )["QueueUrl"]
-    bus = f"bench-bus-{suffix}"
-    events = client("events", endpoint)
-    events.create_event_bus(Name=bus)
-    add_receipts_rule(events, bus, queue_arn(sqs, queue_url))
-    secret = f"bench-openai-key-{suffix}"
-    client("secretsmanager", endpoint).create_secret(
-        Name=secret, SecretString=json.dumps({"api_key": api_key})
-    )
-    return BenchStack(endpoint, table, queue_url, dlq_url, bus, secret)
+    return BenchStack(endpoint, *made.names)
 
 
 def sqs_event(*bodies: str) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from tests.reliability.tally import (
     Outcome,
     check_dead_letters,
     check_events,
+    emf_totals,
     emulator_fault_counts,
     emulator_statuses,
     explain_duplicates,
@@ -61,7 +62,13 @@ CHECK_EVERY_SECONDS = 3.0
 REPORT_EVERY_SECONDS = 15.0
 MAX_WORKER_CRASHES = 3  # a worker that keeps dying on its own ends the run early
 # The proxy operations worth showing next to the faults injected into them.
-SHOWN_CALLS = ("Events.PutEvents", "DynamoDB.UpdateItem", "SQS.SendMessageBatch", "SQS.SendMessage")
+SHOWN_CALLS = (
+    "Events.PutEvents",
+    "DynamoDB.UpdateItem",
+    "DynamoDB.BatchGetItem",
+    "SQS.SendMessageBatch",
+    "SQS.SendMessage",
+)
 
 
 @dataclass(frozen=True)
@@ -98,7 +105,8 @@ class ChaosConfig:
     def time_limit(self) -> float:
         if self.time_limit_seconds is not None:
             return self.time_limit_seconds
-        return max(60.0, 0.18 * self.batches)  # 6 min for 2,000
+        # Receipts double the messages the worker handles: 8 min for 2,000.
+        return max(60.0, 0.24 * self.batches)
 
     @property
     def open_batches(self) -> int:
@@ -655,6 +663,11 @@ def _count(outcome: Outcome, loop: _Run) -> None:
     outcome.messages_failed = sum(s.failed_messages for s in states)
     outcome.handler_errors = sum(s.handler_errors for s in states)
     outcome.redeliveries_injected = sum(s.skipped_deletes for s in states)
+    receipts = emf_totals(
+        loop.supervisor.work_dir / "worker.log", ("PublicationReceipts", "EventsConfirmedByReceipt")
+    )
+    outcome.receipts_handled = receipts["PublicationReceipts"]
+    outcome.events_marked_by_receipt = receipts["EventsConfirmedByReceipt"]
     supervisor = loop.supervisor
     outcome.kills = len(supervisor.kills)
     outcome.kills_mid_invocation = sum(k.mid_invocation for k in supervisor.kills)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import urllib.request
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,6 +185,10 @@ class Outcome:
     messages_received: int = 0
     messages_failed: int = 0
     handler_errors: int = 0  # invocations that raised instead of reporting failed messages
+    # The function's own metrics (EMF lines in the worker's log): receipts it handled, and the
+    # events a receipt had to mark announced because their publisher died first.
+    receipts_handled: int = 0
+    events_marked_by_receipt: int = 0
     complete_under_chaos_after: float | None = None
     chaos_seconds: float = 0.0
     settle_seconds: float = 0.0
@@ -295,6 +299,25 @@ def check_dead_letters(
     outcome.dlq_copies = sum(count - 1 for count in seen.values())
 
 
+def emf_totals(log_path: Path, names: Sequence[str]) -> dict[str, int]:
+    """Sums of the function's EMF metrics `names` over every line of a log."""
+    totals = dict.fromkeys(names, 0)
+    if not log_path.exists():
+        return totals
+    for line in log_path.read_text(errors="replace").splitlines():
+        if not line.startswith('{"_aws"'):
+            continue
+        try:
+            blob = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a SIGKILL
+        for name in names:
+            value = blob.get(name)
+            values = value if isinstance(value, list) else [value]
+            totals[name] += int(sum(v for v in values if isinstance(v, int | float)))
+    return totals
+
+
 def render(outcome: Outcome, header: list[str]) -> str:
     rows: list[tuple[str, str, str]] = []
 
@@ -349,6 +372,8 @@ def render(outcome: Outcome, header: list[str]) -> str:
     row("worker exits not caused by the run", o.worker_crashes, 0)
     row("invocations / messages received / reported failed", _slash(o))
     row("invocations that raised (all their messages came back)", o.handler_errors)
+    row("receipts handled (the bus's copies of the function's events)", o.receipts_handled)
+    row("  events a receipt marked announced (publisher killed first)", o.events_marked_by_receipt)
     for operation, count in sorted(o.aws_calls.items()):
         row(f"AWS calls through the proxy: {operation}", count)
     under = o.complete_under_chaos_after
