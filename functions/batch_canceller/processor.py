@@ -118,7 +118,7 @@ class CancelProcessor:
     ) -> list[WorkResult]:
         """`tokens` name each work's delivery (its SQS message ID): a redelivery of a message
         that died while announcing may take over its own claim at once."""
-        started = self._clock().timestamp()
+        started_ms = math.floor(self._clock().timestamp() * 1000)
         claim_tokens = list(tokens) if tokens is not None else [uuid.uuid4().hex for _ in works]
         results = list(
             self._executor.map(
@@ -128,7 +128,7 @@ class CancelProcessor:
             )
         )
         results = self._send_checks(results)
-        return self._announce(results, started)
+        return self._announce(results, started_ms)
 
     # -- one work item ---------------------------------------------------------------------
 
@@ -331,7 +331,7 @@ class CancelProcessor:
             results[index] = result
         return results
 
-    def _announce(self, results: list[WorkResult], started: float) -> list[WorkResult]:
+    def _announce(self, results: list[WorkResult], started_ms: int) -> list[WorkResult]:
         owed: dict[tuple[str, str], tuple[Announcement, str, BatchRecord]] = {}
         for result in results:
             if result.record is None or result.failed:
@@ -358,10 +358,10 @@ class CancelProcessor:
             key = (announcement.batch_id, announcement.detail_type)
             if claim is not None and claim[0] in tokens_here:
                 written = claim[1] - CLAIM_LEASE_SECONDS
-                # Written by this run (the claim's time is whole seconds), or long enough ago
-                # that a receipt would have marked it announced.
+                # Written by this run (compared in the claim's whole milliseconds), or long
+                # enough ago that a receipt would have marked it announced.
                 waited = now - written
-                if written >= started - 1 or waited >= RECEIPT_GRACE_SECONDS:
+                if round(written * 1000) >= started_ms or waited >= RECEIPT_GRACE_SECONDS:
                     held[key] = claim[0]
                     return True
                 awaiting[key] = RECEIPT_GRACE_SECONDS - waited

@@ -322,8 +322,9 @@ class BatchStore:
                 raise
 
     def _claim_value(self, token: str) -> dict[str, Any]:
-        expires = int(self._clock().timestamp()) + CLAIM_LEASE_SECONDS
-        return {"M": {"token": {"S": token}, "expires": {"N": str(expires)}}}
+        # Milliseconds: a redelivery tells its own claim from its earlier attempt's by the time.
+        expires = round(self._clock().timestamp() + CLAIM_LEASE_SECONDS, 3)
+        return {"M": {"token": {"S": token}, "expires": {"N": f"{expires:.3f}"}}}
 
     def pending_events_of(self, batch_ids: Sequence[str]) -> dict[str, frozenset[str]]:
         """The events each batch still owes (batches without an item are left out)."""

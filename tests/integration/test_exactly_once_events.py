@@ -18,6 +18,8 @@ from infra.fault_proxy import FaultProxy, Rule
 from infra.openai_emulator import OpenAIEmulator
 from tests.support import API_KEY, LocalAws, Stack, context, failed_ids, sqs_event
 
+VISIBILITY_TIMEOUT = 1020  # template.yaml's CancelQueue
+
 
 @pytest.fixture
 def instant_emulator() -> Iterator[OpenAIEmulator]:
@@ -143,8 +145,15 @@ def test_crash_between_write_and_put_events_is_announced_on_redelivery(
     assert (stack.item(batch["id"]) or {}).get("status") == "cancelled"
     assert stack.events() == []
 
-    # A new container gets the redelivered message.
+    # Redelivered at once (a short visibility timeout), it waits for a receipt that may come.
+    early = stack.app(instant_emulator.base_url).handle(event, context())
+    assert failed_ids(early) == {event["Records"][0]["messageId"]}
+    assert stack.events() == []
+
+    # A new container gets the redelivered message, after the queue's visibility timeout (its
+    # earlier claim is then long past the wait for a receipt, which cannot come here).
     fresh = stack.app(instant_emulator.base_url)
+    fresh.processor._clock = lambda: utc_now() + timedelta(seconds=VISIBILITY_TIMEOUT)
     answer = fresh.handle(event, context())
     fresh.handle(event, context())
 
