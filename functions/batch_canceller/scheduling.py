@@ -3,6 +3,7 @@ sends the command back to the queue at `cancel_at`, then deletes itself."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -45,17 +46,22 @@ def queue_arn_from_url(queue_url: str, region: str) -> str:
 class CancellationScheduler:
     def __init__(
         self,
-        client: EventBridgeSchedulerClient,
+        client: Callable[[], EventBridgeSchedulerClient],
         group_name: str,
         role_arn: str | None,
         queue_arn: str,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        self._client = client
+        # Made on first use: most containers never schedule, and a client costs cold start.
+        self._make_client = client
         self._group = group_name
         self._role_arn = role_arn
         self._queue_arn = queue_arn
         self._clock = clock
+
+    @functools.cached_property
+    def _client(self) -> EventBridgeSchedulerClient:
+        return self._make_client()
 
     def run(self, command: CancelCommand, deadline: Deadline) -> dict[str, Any]:
         at = self._validated_time(command)

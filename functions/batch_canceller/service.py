@@ -50,7 +50,9 @@ def build_application(
     dynamodb = session.client("dynamodb", config=config)
     sqs = session.client("sqs", config=config)
     events = session.client("events", config=config)
-    key_source = api_key or SecretsManagerApiKey(settings.api_key_secret_id)
+    key_source = api_key or SecretsManagerApiKey(
+        settings.api_key_secret_id, lambda: session.client("secretsmanager", config=config)
+    )
     tally = Tally()
     api = OpenAIBatchClient(
         ApiEndpoint(
@@ -83,7 +85,7 @@ def build_application(
     )
     sweeper = Sweeper(api, queue, publisher)
     scheduler = CancellationScheduler(
-        session.client("scheduler", config=config),
+        lambda: session.client("scheduler", config=config),
         settings.schedule_group_name,
         settings.scheduler_role_arn,
         queue_arn_from_url(settings.cancel_queue_url, session.region_name or "us-east-1"),
