@@ -140,6 +140,14 @@ class Stack:
     def drain_queue(self) -> list[dict[str, Any]]:
         """Take every message off the cancel queue and return the bodies of the commands and
         checks (receipts are dropped), e.g. to see what a sweep sent."""
+        return [body for body in self._drain() if not is_receipt(body)]
+
+    def drain_receipts(self) -> list[dict[str, Any]]:
+        """Take every message off the cancel queue and return the receipts among them."""
+        return [body for body in self._drain() if is_receipt(body)]
+
+    def _drain(self) -> list[dict[str, Any]]:
+        """Every body on the cancel queue, parsed; the messages are deleted."""
         sqs = client("sqs", self.endpoint)
         bodies: list[dict[str, Any]] = []
         while True:
@@ -149,25 +157,7 @@ class Stack:
             if not messages:
                 return bodies
             for message in messages:
-                body = json.loads(message["Body"])
-                if not is_receipt(body):
-                    bodies.append(body)
-                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
-
-    def drain_receipts(self) -> list[dict[str, Any]]:
-        """Take every message off the cancel queue and return the receipts among them."""
-        sqs = client("sqs", self.endpoint)
-        receipts: list[dict[str, Any]] = []
-        while True:
-            messages = sqs.receive_message(
-                QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
-            ).get("Messages", [])
-            if not messages:
-                return receipts
-            for message in messages:
-                body = json.loads(message["Body"])
-                if is_receipt(body):
-                    receipts.append(body)
+                bodies.append(json.loads(message["Body"]))
                 sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
     def event_source(self, app: Application, **options: Any) -> SqsEventSource:

@@ -63,10 +63,9 @@ class Application:
         failed: set[str] = set()
         # Receipts first: an event they confirm is not announced again by work in this batch.
         receipts = [
-            (message.message_id, message.request)
+            (message.message_id, receipt)
             for message in messages
-            if isinstance(message.request, PublicationReceipt)
-            and message.request.source == self.event_source
+            if (receipt := self._own_receipt(message)) is not None
         ]
         if receipts:
             handled = self.processor.confirm([receipt for _, receipt in receipts])
@@ -98,6 +97,13 @@ class Application:
         # The contract of ReportBatchItemFailures: only these messages come back.
         return {"batchItemFailures": [{"itemIdentifier": mid} for mid in sorted(failed)]}
 
+    def _own_receipt(self, message: InboundMessage) -> PublicationReceipt | None:
+        """The message as a receipt of this function's own event (its source), if it is one."""
+        request = message.request
+        if isinstance(request, PublicationReceipt) and request.source == self.event_source:
+            return request
+        return None
+
     def _postpone(self, messages: list[InboundMessage], seconds: dict[str, float]) -> None:
         """Failed messages that should come back at a set time (not the visibility timeout)."""
         for message in messages:
@@ -118,8 +124,9 @@ class Application:
             raise RuntimeError(f"request could not be handled: {exc}") from None
         if message.error is not None:
             return {"status": "rejected", "error": message.error}
-        if isinstance(message.request, PublicationReceipt) and not side:
-            if not all(self.processor.confirm([message.request])):
+        receipt = self._own_receipt(message)
+        if receipt is not None:
+            if not all(self.processor.confirm([receipt])):
                 raise RuntimeError("receipt could not be recorded")
             return {"status": "done", "receipts": 1}
         if not works:
@@ -147,7 +154,7 @@ class Application:
         if isinstance(request, StatusCheck):
             return [request], {}
         if isinstance(request, PublicationReceipt):
-            if request.source != self.event_source:
+            if self._own_receipt(message) is None:
                 # Only the bus's copy of the function's own events may mark one announced.
                 wrong = InboundMessage(
                     message.message_id,

@@ -117,7 +117,8 @@ class CancelProcessor:
         self, works: Sequence[Work], deadline: Deadline, tokens: Sequence[str] | None = None
     ) -> list[WorkResult]:
         """`tokens` name each work's delivery (its SQS message ID): a redelivery of a message
-        that died while announcing may take over its own claim at once."""
+        that died while announcing takes its own claim over once the event's receipt had time
+        to arrive (RECEIPT_GRACE_SECONDS)."""
         started_ms = math.floor(self._clock().timestamp() * 1000)
         claim_tokens = list(tokens) if tokens is not None else [uuid.uuid4().hex for _ in works]
         results = list(

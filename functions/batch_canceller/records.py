@@ -231,22 +231,15 @@ class BatchStore:
 
     def advance_watch(self, batch_id: str, watch_id: str, attempt: int) -> bool:
         """Record that check `attempt` of the chain was sent; False if another chain took over."""
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"batch_id": {"S": batch_id}},
-                UpdateExpression="SET poll_attempt = :attempt",
-                ConditionExpression="watch_id = :watch AND poll_attempt < :attempt",
-                ExpressionAttributeValues={
-                    ":watch": {"S": watch_id},
-                    ":attempt": {"N": str(attempt)},
-                },
-            )
-        except ClientError as exc:
-            if _is_condition_failure(exc):
-                return False
-            raise
-        return True
+        return self._update_if(
+            batch_id,
+            UpdateExpression="SET poll_attempt = :attempt",
+            ConditionExpression="watch_id = :watch AND poll_attempt < :attempt",
+            ExpressionAttributeValues={
+                ":watch": {"S": watch_id},
+                ":attempt": {"N": str(attempt)},
+            },
+        )
 
     def mark_stalled(
         self, batch_id: str, watch_id: str, claim_token: str | None = None
@@ -279,47 +272,35 @@ class BatchStore:
 
     def claim(self, batch_id: str, detail_type: str, token: str) -> bool:
         """Claim announcing an owed event: free, lapsed, or already this delivery's."""
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"batch_id": {"S": batch_id}},
-                UpdateExpression="SET #claim = :claim",
-                ConditionExpression=(
-                    "contains(pending_events, :type) AND (attribute_not_exists(#claim)"
-                    " OR #claim.#token = :token OR #claim.#expires < :now)"
-                ),
-                ExpressionAttributeNames={
-                    "#claim": CLAIM_PREFIX + detail_type,
-                    "#token": "token",
-                    "#expires": "expires",
-                },
-                ExpressionAttributeValues={
-                    ":claim": self._claim_value(token),
-                    ":type": {"S": detail_type},
-                    ":token": {"S": token},
-                    ":now": {"N": str(int(self._clock().timestamp()))},
-                },
-            )
-        except ClientError as exc:
-            if _is_condition_failure(exc):
-                return False
-            raise
-        return True
+        return self._update_if(
+            batch_id,
+            UpdateExpression="SET #claim = :claim",
+            ConditionExpression=(
+                "contains(pending_events, :type) AND (attribute_not_exists(#claim)"
+                " OR #claim.#token = :token OR #claim.#expires < :now)"
+            ),
+            ExpressionAttributeNames={
+                "#claim": CLAIM_PREFIX + detail_type,
+                "#token": "token",
+                "#expires": "expires",
+            },
+            ExpressionAttributeValues={
+                ":claim": self._claim_value(token),
+                ":type": {"S": detail_type},
+                ":token": {"S": token},
+                ":now": {"N": str(int(self._clock().timestamp()))},
+            },
+        )
 
     def release_claim(self, batch_id: str, detail_type: str, token: str) -> None:
         """Give up a claim this delivery holds (its PutEvents was refused)."""
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"batch_id": {"S": batch_id}},
-                UpdateExpression="REMOVE #claim",
-                ConditionExpression="#claim.#token = :token",
-                ExpressionAttributeNames={"#claim": CLAIM_PREFIX + detail_type, "#token": "token"},
-                ExpressionAttributeValues={":token": {"S": token}},
-            )
-        except ClientError as exc:
-            if not _is_condition_failure(exc):
-                raise
+        self._update_if(
+            batch_id,
+            UpdateExpression="REMOVE #claim",
+            ConditionExpression="#claim.#token = :token",
+            ExpressionAttributeNames={"#claim": CLAIM_PREFIX + detail_type, "#token": "token"},
+            ExpressionAttributeValues={":token": {"S": token}},
+        )
 
     def _claim_value(self, token: str) -> dict[str, Any]:
         # Milliseconds: a redelivery tells its own claim from its earlier attempt's by the time.
@@ -358,23 +339,28 @@ class BatchStore:
         return pending
 
     def mark_announced(self, batch_id: str, detail_type: str) -> None:
+        self._update_if(
+            batch_id,
+            UpdateExpression="DELETE pending_events :event ADD announced_events :event REMOVE #claim",
+            ConditionExpression="contains(pending_events, :type)",
+            ExpressionAttributeNames={"#claim": CLAIM_PREFIX + detail_type},
+            ExpressionAttributeValues={
+                ":event": {"SS": [detail_type]},
+                ":type": {"S": detail_type},
+            },
+        )
+
+    def _update_if(self, batch_id: str, **request: Any) -> bool:
+        """A conditional UpdateItem on the batch's item; False when its condition failed."""
         try:
             self._client.update_item(
-                TableName=self._table,
-                Key={"batch_id": {"S": batch_id}},
-                UpdateExpression=(
-                    "DELETE pending_events :event ADD announced_events :event REMOVE #claim"
-                ),
-                ConditionExpression="contains(pending_events, :type)",
-                ExpressionAttributeNames={"#claim": CLAIM_PREFIX + detail_type},
-                ExpressionAttributeValues={
-                    ":event": {"SS": [detail_type]},
-                    ":type": {"S": detail_type},
-                },
+                TableName=self._table, Key={"batch_id": {"S": batch_id}}, **request
             )
         except ClientError as exc:
-            if not _is_condition_failure(exc):
-                raise
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
 
     def _update(
         self,

@@ -18,8 +18,9 @@ import sys
 import threading
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Self
+
+from infra.servers import ManagedServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PARENT_CHECK_SECONDS = 0.5
@@ -32,7 +33,7 @@ def python_path() -> str:
     return os.pathsep.join([*extra, inherited] if inherited else extra)
 
 
-class Child:
+class Child(ManagedServer):
     """One child process; `ready_prefix` waits for the first stdout line to start with it."""
 
     def __init__(
@@ -143,17 +144,6 @@ class Child:
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._process.pid, signum)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _guard_parent(parent: int) -> None:
