@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import boto3
@@ -14,6 +15,7 @@ import boto3
 from batch_canceller.app import Application
 from batch_canceller.config import Settings
 from batch_canceller.service import build_application
+from batch_canceller.store import BatchStore
 from infra.local_stack.lambda_context import LocalLambdaContext
 from infra.local_stack.sqs_event_source import SqsEventSource
 
@@ -55,14 +57,31 @@ class Stack:
         env.update(overrides)
         return Settings.from_env(env)
 
-    def app(self, base_url: str, aws_endpoint: str | None = None, **overrides: str) -> Application:
-        """The function, as Lambda would build it; `aws_endpoint` routes it through a proxy."""
-        session = boto3.session.Session(region_name=REGION)
-        if aws_endpoint is not None:
-            session = _EndpointSession(aws_endpoint)  # type: ignore[assignment]
-        return build_application(self.settings(base_url, **overrides), session=session)
+    def app(
+        self,
+        base_url: str,
+        aws_endpoint: str | None = None,
+        *,
+        session: Any = None,
+        clock: Callable[[], datetime] | None = None,
+        **overrides: str,
+    ) -> Application:
+        """The function, as Lambda would build it; `aws_endpoint` routes it through a proxy,
+        `session` replaces its boto3 session, `clock` its wall clock (to be later in time)."""
+        if session is None:
+            session = boto3.session.Session(region_name=REGION)
+            if aws_endpoint is not None:
+                session = _EndpointSession(aws_endpoint)
+        settings = self.settings(base_url, **overrides)
+        if clock is None:
+            return build_application(settings, session=session)
+        return build_application(settings, session=session, clock=clock)
 
     # -- reading what the function produced ------------------------------------------------
+
+    def store(self) -> BatchStore:
+        """The record's writes on this stack's table, e.g. to set up a record by hand."""
+        return BatchStore(client("dynamodb", self.endpoint), self.table_name)
 
     def item(self, batch_id: str) -> dict[str, Any] | None:
         table = boto3.resource("dynamodb", region_name=REGION, endpoint_url=self.endpoint).Table(
@@ -331,3 +350,45 @@ def context(seconds: float = 60.0) -> LocalLambdaContext:
 
 def failed_ids(answer: dict[str, Any]) -> set[str]:
     return {item["itemIdentifier"] for item in answer["batchItemFailures"]}
+
+
+class Crash(BaseException):
+    """The process dying: nothing after it runs, not even `except Exception` handlers."""
+
+
+class DyingSession:
+    """A boto3 session whose EventBridge client dies in PutEvents: before sending it
+    (`published=False`) or right after the bus accepted it (`published=True`), so the
+    function never learns the outcome and never marks the event announced."""
+
+    def __init__(self, published: bool) -> None:
+        self._session = boto3.session.Session(region_name=REGION)
+        self._published = published
+        self.region_name = REGION
+
+    def client(self, service: str, **kwargs: Any) -> Any:
+        made = self._session.client(service, **kwargs)
+        return _DyingEvents(made, self._published) if service == "events" else made
+
+
+class _DyingEvents:
+    def __init__(self, events: Any, published: bool) -> None:
+        self._events = events
+        self._published = published
+
+    def put_events(self, **kwargs: Any) -> Any:
+        if self._published:
+            self._events.put_events(**kwargs)
+        raise Crash
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._events, name)
+
+
+def later(seconds: float) -> Callable[[], datetime]:
+    """A wall clock running `seconds` ahead: the function as it runs that much later."""
+    from datetime import timedelta
+
+    from batch_canceller.records import utc_now
+
+    return lambda: utc_now() + timedelta(seconds=seconds)

@@ -1,14 +1,20 @@
-"""Follow-up events on the bus: built from the stored record, sent ten to a PutEvents call."""
+"""Follow-up events on the bus: built from the stored record, sent ten to a PutEvents call, and
+each entry's outcome told apart: published, refused, or not known."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+)
 
-from batch_canceller.concurrency import MapFn
+from batch_canceller.announce_protocol import PutOutcome
 from batch_canceller.json_values import dumps
 from batch_canceller.records import BatchRecord
 from batch_canceller.statuses import DetailType
@@ -19,6 +25,8 @@ if TYPE_CHECKING:
 PUT_EVENTS_MAX_ENTRIES = 10
 # PutEvents caps a request at 256 KiB; keep well below it with headroom for the envelope.
 PUT_EVENTS_MAX_BYTES = 200 * 1024
+# A summary event (not exactly-once: a repeat is harmless) is worth a few tries.
+SUMMARY_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -26,6 +34,10 @@ class Announcement:
     batch_id: str
     detail_type: str
     detail: dict[str, Any]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.batch_id, self.detail_type)
 
 
 def announcement_from(record: BatchRecord, detail_type: str) -> Announcement:
@@ -44,34 +56,48 @@ def announcement_from(record: BatchRecord, detail_type: str) -> Announcement:
 
 
 class EventPublisher:
+    """PutEvents with one attempt per call (the client is built with `total_max_attempts=1`):
+    an SDK retry of a request that was accepted but answered late would publish twice."""
+
     def __init__(self, client: EventBridgeClient, bus_name: str, source: str) -> None:
         self._client = client
         self._bus = bus_name
         self._source = source
 
-    def publish(
-        self,
-        announcements: list[Announcement],
-        map_fn: MapFn = map,
-        settle: Callable[[list[Announcement], list[bool]], None] | None = None,
-    ) -> list[bool]:
-        """Send every announcement; the result says, per announcement, whether it was accepted.
-        `map_fn` (an executor's map) sends the PutEvents calls concurrently; `settle` runs right
-        after each call with its announcements and their outcome, so what was published is
-        recorded as soon as possible."""
-        chunks = _chunks([self._entry(a) for a in announcements])
-        starts = [sum(len(chunk) for chunk in chunks[:index]) for index in range(len(chunks))]
+    def chunked(self, announcements: Sequence[Announcement]) -> list[list[Announcement]]:
+        """Groups of announcements that each fit one PutEvents request."""
+        chunks, start = [], 0
+        for chunk in _chunks([self._entry(a) for a in announcements]):
+            chunks.append(list(announcements[start : start + len(chunk)]))
+            start += len(chunk)
+        return chunks
 
-        def send(start: int, chunk: list[dict[str, Any]]) -> list[bool]:
-            accepted = self._put(chunk)
-            if settle is not None:
-                settle(announcements[start : start + len(chunk)], accepted)
-            return accepted
-
-        return [ok for results in map_fn(send, starts, chunks) for ok in results]
+    def put(self, chunk: Sequence[Announcement]) -> list[PutOutcome]:
+        """One PutEvents request; per announcement, what became of it."""
+        entries = [self._entry(a) for a in chunk]
+        try:
+            answer = self._client.put_events(Entries=entries)  # type: ignore[arg-type]
+        except (ConnectTimeoutError, EndpointConnectionError):
+            return [PutOutcome.REFUSED] * len(entries)  # no connection: nothing was sent
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
+            # A 4xx (validation, throttling, access) was refused; a 5xx may have published.
+            refused = isinstance(status, int) and status < 500
+            return [PutOutcome.REFUSED if refused else PutOutcome.UNKNOWN] * len(entries)
+        except BotoCoreError:
+            return [PutOutcome.UNKNOWN] * len(entries)  # timed out or dropped: maybe published
+        results = answer.get("Entries", [])
+        if len(results) != len(entries):
+            return [PutOutcome.UNKNOWN] * len(entries)
+        return [_entry_outcome(result) for result in results]
 
     def put_detail(self, detail_type: str, detail: dict[str, Any]) -> bool:
-        return self._put([self._entry(Announcement("", detail_type, detail))])[0]
+        """A one-off event outside the ledger (a sweep's summary), retried a few times."""
+        announcement = Announcement("", detail_type, detail)
+        for _ in range(SUMMARY_ATTEMPTS):
+            if self.put([announcement]) == [PutOutcome.ACCEPTED]:
+                return True
+        return False
 
     def _entry(self, announcement: Announcement) -> dict[str, Any]:
         return {
@@ -81,16 +107,12 @@ class EventPublisher:
             "EventBusName": self._bus,
         }
 
-    def _put(self, entries: list[dict[str, Any]]) -> list[bool]:
-        try:
-            answer = self._client.put_events(Entries=entries)  # type: ignore[arg-type]
-        except (ClientError, BotoCoreError):
-            return [False] * len(entries)
-        results = answer.get("Entries", [])
-        if len(results) != len(entries):
-            return [False] * len(entries)
-        # An entry without an EventId (and with an ErrorCode) was not delivered.
-        return [bool(result.get("EventId")) and not result.get("ErrorCode") for result in results]
+
+def _entry_outcome(result: Mapping[str, Any]) -> PutOutcome:
+    # An entry with an ErrorCode was not ingested; one with an EventId was.
+    if result.get("ErrorCode"):
+        return PutOutcome.REFUSED
+    return PutOutcome.ACCEPTED if result.get("EventId") else PutOutcome.UNKNOWN
 
 
 def _chunks(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:

@@ -3,11 +3,14 @@ each entry point the way it expects (a partial batch response for SQS, a summary
 
 from __future__ import annotations
 
+import math
+import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from batch_canceller.announce_protocol import Delivery
 from batch_canceller.commands import (
     MAX_BATCH_IDS,
     CancelCommand,
@@ -25,13 +28,14 @@ from batch_canceller.inbound import (
     source_of,
 )
 from batch_canceller.observability import Tally, logger
-from batch_canceller.processor import CancelProcessor, CancelWork, Work, WorkResult
+from batch_canceller.processor import CancelProcessor
 from batch_canceller.queue import (
     DeadLetterSender,
     OutgoingMessage,
     QueueSender,
     command_messages,
 )
+from batch_canceller.work import CancelWork, Work, WorkItem, WorkResult
 
 # Runs a request that is not per-batch work (a sweep, a scheduled cancellation); returns a summary.
 SideRequestRunner = Callable[[Any, Deadline], dict[str, Any]]
@@ -47,6 +51,8 @@ class Application:
     run_schedule: SideRequestRunner | None = None
     # The `source` of the function's own events: receipts must carry it.
     event_source: str = "batch-canceller"
+    # Drawn once per invocation: with the message ID, the identity of each delivery.
+    new_nonce: Callable[[], str] = field(default=lambda: uuid.uuid4().hex[:12])
 
     def handle(self, event: Any, context: Any) -> dict[str, Any]:
         deadline = Deadline.from_context(context)
@@ -61,6 +67,7 @@ class Application:
 
     def _handle_sqs(self, messages: list[InboundMessage], deadline: Deadline) -> dict[str, Any]:
         failed: set[str] = set()
+        nonce = self.new_nonce()
         # Receipts first: an event they confirm is not announced again by work in this batch.
         receipts = [
             (message.message_id, receipt)
@@ -70,22 +77,23 @@ class Application:
         if receipts:
             handled = self.processor.confirm([receipt for _, receipt in receipts])
             failed.update(mid for (mid, _), ok in zip(receipts, handled, strict=True) if not ok)
-        works: list[tuple[str, Work]] = []
+        items: list[WorkItem] = []
         for message in messages:
             try:
                 accepted, _ = self._accept(message, deadline)
-                works.extend((message.message_id, work) for work in accepted)
             except _MessageFailed as exc:
                 logger.warning(
                     "message will be retried",
                     extra={"message_id": message.message_id, "why": str(exc)},
                 )
                 failed.add(message.message_id)
-        results = self.processor.run(
-            [work for _, work in works], deadline, [message_id for message_id, _ in works]
-        )
+                continue
+            delivery = Delivery(message.message_id, nonce)
+            items.extend(WorkItem(work, delivery) for work in accepted)
+        results = self.processor.run(items, deadline)
         come_back_after: dict[str, float] = {}
-        for (message_id, _), result in zip(works, results, strict=True):
+        for result in results:
+            message_id = result.delivery.message_id
             if result.failed:
                 failed.add(message_id)
             if result.retry_after is not None:
@@ -131,15 +139,16 @@ class Application:
             return {"status": "done", "receipts": 1}
         if not works:
             return {"status": "done", **side}
-        results = self.processor.run(works, deadline, [message.message_id] * len(works))
+        delivery = Delivery(message.message_id, self.new_nonce())
+        results = self.processor.run([WorkItem(work, delivery) for work in works], deadline)
         self._log_outcomes(results)
-        unfinished = [result.work for result in results if result.failed]
+        unfinished = [result for result in results if result.failed]
         if unfinished:
             self._requeue(unfinished)
         return {
             "status": "done" if not unfinished else "partially_requeued",
             "outcomes": dict(Counter(result.outcome for result in results)),
-            "requeued": [work.batch_id for work in unfinished],
+            "requeued": [result.work.batch_id for result in unfinished],
         }
 
     def _accept(
@@ -225,21 +234,25 @@ class Application:
         except Exception as exc:
             raise _MessageFailed(f"DLQ unavailable: {type(exc).__name__}") from exc
 
-    def _requeue(self, works: list[Work]) -> None:
-        """Unfinished work from an event or a direct call goes to the queue, where SQS retries it."""
+    def _requeue(self, unfinished: list[WorkResult]) -> None:
+        """Unfinished work from an event or a direct call goes to the queue, where SQS retries
+        it; work that must wait (another delivery's claim) is delayed until the wait is over."""
         messages: list[OutgoingMessage] = []
-        commands: dict[tuple[str | None, str | None], list[str]] = {}
-        for work in works:
+        commands: dict[tuple[str | None, str | None, int], list[str]] = {}
+        for result in unfinished:
+            work, delay = result.work, _delay_seconds(result.retry_after)
             if isinstance(work, StatusCheck):
-                messages.append(OutgoingMessage(work.to_message()))
+                messages.append(OutgoingMessage(work.to_message(), delay))
             else:
-                commands.setdefault((work.reason, work.requested_by), []).append(work.batch_id)
-        for (reason, requested_by), ids in commands.items():
-            messages.extend(command_messages(ids, reason, requested_by, MAX_BATCH_IDS))
+                key = (work.reason, work.requested_by, delay)
+                commands.setdefault(key, []).append(work.batch_id)
+        for (reason, requested_by, delay), ids in commands.items():
+            for message in command_messages(ids, reason, requested_by, MAX_BATCH_IDS):
+                messages.append(OutgoingMessage(message.body, delay))
         accepted = self.queue.send_many(messages)
         if not all(accepted):
             raise RuntimeError(f"{accepted.count(False)} unfinished requests could not be requeued")
-        self.tally.count("Requeued", len(works))
+        self.tally.count("Requeued", len(unfinished))
 
     def _log_outcomes(self, results: list[WorkResult]) -> None:
         if results:
@@ -250,6 +263,11 @@ class Application:
                     "failed": sum(result.failed for result in results),
                 },
             )
+
+
+def _delay_seconds(retry_after: float | None) -> int:
+    """SQS delays a message by up to 900 s; a longer wait comes back early and waits again."""
+    return 0 if retry_after is None else min(900, max(0, math.ceil(retry_after)))
 
 
 class _MessageFailed(Exception):

@@ -43,6 +43,8 @@ class StatusCheck:
     watch_id: str
     attempt: int
     since: datetime
+    # Drawn by whoever sends the check: one token wins each step of the chain.
+    step: str = ""
 
     def to_message(self) -> dict[str, Any]:
         return {
@@ -51,6 +53,7 @@ class StatusCheck:
                 "watch_id": self.watch_id,
                 "attempt": self.attempt,
                 "since": self.since.isoformat(),
+                "step": self.step,
             }
         }
 
@@ -200,11 +203,15 @@ def _parse_check(payload: dict[str, Any]) -> StatusCheck:
     since = _optional_time(check, "since")
     if since is None:
         raise InvalidInput("'check.since' is required")
+    step = check.get("step", "")
+    if not isinstance(step, str) or len(step) > 64:
+        raise InvalidInput("'check.step' must be a string of at most 64 characters")
     return StatusCheck(
         batch_id=validate_batch_id(check.get("batch_id")),
         watch_id=watch_id,
         attempt=attempt,
         since=since,
+        step=step,
     )
 
 

@@ -34,6 +34,7 @@ class Settings:
     scheduler_role_arn: str | None = None
     api_style: ApiStyle = "openai"
     azure_api_version: str | None = None
+    receipt_grace_seconds: int = 60
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -58,6 +59,7 @@ class Settings:
             scheduler_role_arn=reader.optional("SCHEDULER_ROLE_ARN"),
             api_style=_api_style(reader.optional("OPENAI_API_STYLE") or "openai"),
             azure_api_version=reader.optional("AZURE_OPENAI_API_VERSION"),
+            receipt_grace_seconds=reader.integer("RECEIPT_GRACE_SECONDS", 60, 0, 3600),
         )
         if settings.poll_max_delay_seconds < settings.poll_initial_delay_seconds:
             raise ConfigurationError(

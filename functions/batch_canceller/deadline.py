@@ -33,6 +33,10 @@ class Deadline:
         end = time.monotonic() + seconds
         return cls(lambda: end - time.monotonic(), reserve_seconds)
 
+    def remaining_seconds(self) -> float:
+        """Seconds until the invocation's deadline, when Lambda stops it."""
+        return self._remaining()
+
     def usable_seconds(self) -> float:
         """Seconds left for API work, after the reserve."""
         return self._remaining() - self._reserve

@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
 
 from batch_canceller.announcer import EventPublisher
+from batch_canceller.announcing import Announcer
 from batch_canceller.api_key import ApiKeySource, SecretsManagerApiKey
 from batch_canceller.app import Application
 from batch_canceller.config import Settings
+from batch_canceller.event_ledger import EventLedger
+from batch_canceller.follow_up import PollSettings
 from batch_canceller.observability import Tally
 from batch_canceller.openai_api import ApiEndpoint, OpenAIBatchClient
-from batch_canceller.processor import CancelProcessor, PollSettings
+from batch_canceller.processor import CancelProcessor
 from batch_canceller.queue import DeadLetterSender, QueueSender
-from batch_canceller.records import BatchStore
+from batch_canceller.records import utc_now
 from batch_canceller.scheduling import CancellationScheduler, queue_arn_from_url
+from batch_canceller.store import BatchStore
 from batch_canceller.sweep import Sweeper
+from batch_canceller.work import WorkRunner
 
 if TYPE_CHECKING:
     import urllib3
@@ -37,6 +44,15 @@ def aws_config(max_in_flight: int) -> Config:
     )
 
 
+def events_config(max_in_flight: int) -> Config:
+    """PutEvents is not idempotent: one attempt per call, so that a request the bus accepted
+    but answered late is never sent again behind the announce protocol's back (it resends
+    only entries the bus refused, and keeps the claim of one whose outcome is not known)."""
+    return aws_config(max_in_flight).merge(
+        Config(retries={"mode": "standard", "total_max_attempts": 1})
+    )
+
+
 def build_application(
     settings: Settings,
     *,
@@ -44,12 +60,13 @@ def build_application(
     api_key: ApiKeySource | None = None,
     pool: urllib3.PoolManager | None = None,
     executor: ThreadPoolExecutor | None = None,
+    clock: Callable[[], datetime] = utc_now,
 ) -> Application:
     session = session or boto3.Session()
     config = aws_config(settings.max_in_flight)
     dynamodb = session.client("dynamodb", config=config)
     sqs = session.client("sqs", config=config)
-    events = session.client("events", config=config)
+    events = session.client("events", config=events_config(settings.max_in_flight))
     key_source = api_key or SecretsManagerApiKey(
         settings.api_key_secret_id, lambda: session.client("secretsmanager", config=config)
     )
@@ -68,20 +85,31 @@ def build_application(
     )
     queue = QueueSender(sqs, settings.cancel_queue_url)
     publisher = EventPublisher(events, settings.event_bus_name, settings.event_source)
+    store = BatchStore(dynamodb, settings.batches_table_name, clock)
+    poll = PollSettings(
+        settings.poll_initial_delay_seconds,
+        settings.poll_max_delay_seconds,
+        settings.poll_timeout_seconds,
+    )
+    workers = executor or ThreadPoolExecutor(
+        max_workers=settings.max_in_flight, thread_name_prefix="cancel"
+    )
     processor = CancelProcessor(
-        api=api,
-        store=BatchStore(dynamodb, settings.batches_table_name),
-        publisher=publisher,
-        queue=queue,
-        poll=PollSettings(
-            settings.poll_initial_delay_seconds,
-            settings.poll_max_delay_seconds,
-            settings.poll_timeout_seconds,
+        runner=WorkRunner(api, store, poll, tally, _redactor(key_source), clock),
+        store=store,
+        announcer=Announcer(
+            EventLedger(dynamodb, settings.batches_table_name, clock),
+            publisher,
+            workers.map,
+            clock,
+            tally,
         ),
-        executor=executor
-        or ThreadPoolExecutor(max_workers=settings.max_in_flight, thread_name_prefix="cancel"),
+        queue=queue,
+        poll=poll,
+        map_fn=workers.map,
         tally=tally,
-        redact=_redactor(key_source),
+        clock=clock,
+        receipt_grace_seconds=settings.receipt_grace_seconds,
     )
     sweeper = Sweeper(api, queue, publisher)
     scheduler = CancellationScheduler(

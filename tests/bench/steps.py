@@ -81,9 +81,10 @@ def measure(emulator: EmulatorServer, calls: int) -> StepCpu:
     from batch_canceller.announcer import EventPublisher, announcement_from
     from batch_canceller.api_key import StaticApiKey
     from batch_canceller.deadline import Deadline
+    from batch_canceller.event_ledger import EventLedger
     from batch_canceller.openai_api import ApiEndpoint, OpenAIBatchClient
-    from batch_canceller.records import BatchStore
     from batch_canceller.service import aws_config
+    from batch_canceller.store import BatchStore
 
     ids = iter(emulator.seed(calls + WARMUP + 1))
     batch: dict[str, Any] = json.loads(
@@ -112,21 +113,21 @@ def measure(emulator: EmulatorServer, calls: int) -> StepCpu:
         ten = [announcement_from(record, "Batch Cancelled")] * 10
         by_step[mode] = {
             "cancel_batch": cancel_ms,
-            **_aws_steps(store, publisher, batch, ten, calls),
+            **_aws_steps(store, EventLedger(dynamodb, "bench"), publisher, batch, ten, calls),
         }
         floor[mode] = _cpu_ms(_minimal_write(dynamodb), calls)
     return StepCpu(by_step, floor)
 
 
 def _aws_steps(
-    store: Any, publisher: Any, batch: dict[str, Any], ten: list[Any], calls: int
+    store: Any, ledger: Any, publisher: Any, batch: dict[str, Any], ten: list[Any], calls: int
 ) -> dict[str, float]:
     return {
         "save_batch": _cpu_ms(lambda i: store.save_batch(f"b{i}", batch, "r", "x"), calls),
         "mark_announced": _cpu_ms(
-            lambda i: store.mark_announced(f"b{i}", "Batch Cancelled"), calls
+            lambda i: ledger.mark_announced(f"b{i}", "Batch Cancelled"), calls
         ),
-        "publish_per_event": _cpu_ms(lambda _: publisher.publish(ten), max(1, calls // 10)) / 10,
+        "publish_per_event": _cpu_ms(lambda _: publisher.put(ten), max(1, calls // 10)) / 10,
     }
 
 

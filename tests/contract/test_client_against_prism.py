@@ -23,8 +23,8 @@ from batch_canceller.openai_api import (
     OpenAIBatchClient,
     TransientApiError,
 )
-from batch_canceller.processor import _says_cannot_cancel
 from batch_canceller.retry_policy import RetryPolicy
+from batch_canceller.work import says_cannot_cancel
 from infra.contract.derive_spec import DERIVED_SPEC
 from infra.contract.prism import PrismServer
 from tests.contract.fixtures import example_names, example_value, response_schema_name, violations
@@ -205,7 +205,7 @@ def test_404_body_is_read_by_error(prism: PrismServer, path: str, call: str) -> 
     assert violations("ErrorResponse", answer.body) == []
     method = "post" if path == CANCEL else "get"
     assert answer.error() == example_value(path, method, "404", "not_found")["error"]
-    assert not _says_cannot_cancel(answer)
+    assert not says_cannot_cancel(answer)
 
 
 @pytest.mark.parametrize("example", example_names(CANCEL, "post", "409"))
@@ -221,7 +221,7 @@ def test_409_for_a_terminal_batch_is_recognised_as_cannot_cancel(
         answer.error()["message"]
         == example_value(CANCEL, "post", "409", example)["error"]["message"]
     )
-    assert _says_cannot_cancel(answer)
+    assert says_cannot_cancel(answer)
 
 
 def test_401_for_a_wrong_key_is_returned_with_its_error_code(prism: PrismServer) -> None:

@@ -132,8 +132,7 @@ def test_sqs_sample_receipt_marks_an_owed_event_announced_without_publishing(
 ) -> None:
     # GIVEN a record that owes `Batch Cancelled` (its publisher died before marking it)
     app = stack.app(emulator.base_url)
-    store = app.processor._store
-    store.save_batch("batch_abc123", {"id": "batch_abc123", "status": "cancelled"})
+    stack.store().save_batch("batch_abc123", {"id": "batch_abc123", "status": "cancelled"})
 
     # WHEN the bus's receipt of that event arrives
     answer = app.handle(load_event("sqs-receipt.json"), context())

@@ -9,18 +9,18 @@ the two calls (observing them, changing nothing) and appends one line per step t
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 PUBLISHING = "publishing"  # in a PutEvents request about to be sent
 PUBLISHED = "published"  # accepted by PutEvents
-REJECTED = "rejected"  # not accepted: still owed, nothing went out
+REJECTED = "rejected"  # refused: still owed, nothing went out
+UNKNOWN = "unknown"  # timed out or dropped: maybe out, still owed under its claim
 MARKED = "marked"  # the record says announced
 MARK_FAILED = "mark_failed"  # the DynamoDB write failed after the event went out
 
@@ -30,9 +30,10 @@ def journal_path(state_dir: Path, incarnation: int) -> Path:
 
 
 def install(path: Path) -> None:
-    """Wrap PutEvents (EventPublisher._put, one request) and BatchStore.mark_announced."""
-    from batch_canceller.announcer import EventPublisher
-    from batch_canceller.records import BatchStore
+    """Wrap PutEvents (EventPublisher.put, one request) and EventLedger.mark_announced."""
+    from batch_canceller.announce_protocol import PutOutcome
+    from batch_canceller.announcer import Announcement, EventPublisher
+    from batch_canceller.event_ledger import EventLedger
 
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     lock = threading.Lock()
@@ -44,20 +45,21 @@ def install(path: Path) -> None:
             with lock:
                 os.write(fd, lines.encode())
 
-    put = EventPublisher._put
-    mark_announced = BatchStore.mark_announced
+    put = EventPublisher.put
+    mark_announced = EventLedger.mark_announced
 
-    def journaled_put(self: EventPublisher, entries: list[dict[str, Any]]) -> list[bool]:
+    def journaled_put(self: EventPublisher, chunk: Sequence[Announcement]) -> list[PutOutcome]:
         # One PutEvents request (ten entries at most): the events it may deliver.
-        keys = [(str(json.loads(e["Detail"]).get("batch_id")), e["DetailType"]) for e in entries]
+        keys = [(a.batch_id, a.detail_type) for a in chunk]
         note(PUBLISHING, keys)
-        accepted = put(self, entries)
-        outcome = list(zip(keys, accepted, strict=True))
-        note(PUBLISHED, (key for key, ok in outcome if ok))
-        note(REJECTED, (key for key, ok in outcome if not ok))
-        return accepted
+        outcomes = put(self, chunk)
+        pairs = list(zip(keys, outcomes, strict=True))
+        note(PUBLISHED, (key for key, o in pairs if o is PutOutcome.ACCEPTED))
+        note(UNKNOWN, (key for key, o in pairs if o is PutOutcome.UNKNOWN))
+        note(REJECTED, (key for key, o in pairs if o is PutOutcome.REFUSED))
+        return outcomes
 
-    def journaled_mark(self: BatchStore, batch_id: str, detail_type: str) -> Any:
+    def journaled_mark(self: EventLedger, batch_id: str, detail_type: str) -> Any:
         try:
             result = mark_announced(self, batch_id, detail_type)
         except BaseException:
@@ -66,8 +68,8 @@ def install(path: Path) -> None:
         note(MARKED, [(batch_id, detail_type)])
         return result
 
-    EventPublisher._put = journaled_put  # type: ignore[method-assign]
-    BatchStore.mark_announced = journaled_mark  # type: ignore[method-assign]
+    EventPublisher.put = journaled_put  # type: ignore[method-assign]
+    EventLedger.mark_announced = journaled_mark  # type: ignore[method-assign]
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,15 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 
+from batch_canceller.announce_protocol import PutOutcome
 from batch_canceller.announcer import (
     PUT_EVENTS_MAX_BYTES,
     PUT_EVENTS_MAX_ENTRIES,
@@ -151,11 +158,14 @@ def test_publish_to_the_bus_accepts_every_event_and_delivers_it(stack: Stack) ->
         announcement_from(record(batch_id=f"batch_p{n:02d}"), "Batch Cancelled") for n in range(12)
     ]
 
-    # WHEN they are published
-    accepted = publisher.publish(announcements)
+    # WHEN they are published, one PutEvents per chunk
+    chunks = publisher.chunked(announcements)
+    outcomes = [outcome for chunk in chunks for outcome in publisher.put(chunk)]
 
     # THEN every one was accepted and reaches the bus with its detail as plain JSON
-    assert accepted == [True] * 12
+    assert [len(chunk) for chunk in chunks] == [10, 2]
+    assert [a for chunk in chunks for a in chunk] == announcements
+    assert outcomes == [PutOutcome.ACCEPTED] * 12
     events = stack.events_of("Batch Cancelled")
     assert sorted(e["detail"]["batch_id"] for e in events) == [f"batch_p{n:02d}" for n in range(12)]
     detail = events[0]["detail"]
@@ -196,7 +206,7 @@ def test_failed_entry_is_reported_false_at_its_position() -> None:
     )
     publisher = EventPublisher(events, "bus", "batch-canceller")  # type: ignore[arg-type]
 
-    assert publisher.publish(three()) == [True, False, True]
+    assert publisher.put(three()) == [PutOutcome.ACCEPTED, PutOutcome.REFUSED, PutOutcome.ACCEPTED]
     [sent] = events.calls
     assert [json.loads(e["Detail"])["batch_id"] for e in sent] == [
         "batch_f0",
@@ -207,15 +217,46 @@ def test_failed_entry_is_reported_false_at_its_position() -> None:
     assert {e["Source"] for e in sent} == {"batch-canceller"}
 
 
-def test_put_events_error_reports_every_entry_false() -> None:
-    failure = ClientError({"Error": {"Code": "ThrottlingException"}}, "PutEvents")
+def _client_error(code: str, status: int) -> ClientError:
+    return ClientError(
+        {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutEvents"
+    )
+
+
+@pytest.mark.parametrize(
+    ("failure", "outcome"),
+    [
+        # The bus said no, or the request never left: nothing was published.
+        (_client_error("ThrottlingException", 400), PutOutcome.REFUSED),
+        (_client_error("AccessDeniedException", 403), PutOutcome.REFUSED),
+        (EndpointConnectionError(endpoint_url="http://127.0.0.1:1"), PutOutcome.REFUSED),
+        (ConnectTimeoutError(endpoint_url="http://127.0.0.1:1"), PutOutcome.REFUSED),
+        # The request may have been accepted: not known.
+        (_client_error("InternalException", 500), PutOutcome.UNKNOWN),
+        (_client_error("ServiceUnavailable", 503), PutOutcome.UNKNOWN),
+        (ReadTimeoutError(endpoint_url="http://127.0.0.1:1"), PutOutcome.UNKNOWN),
+        (ConnectionClosedError(endpoint_url="http://127.0.0.1:1"), PutOutcome.UNKNOWN),
+    ],
+)
+def test_a_put_events_error_is_refused_only_when_nothing_can_have_been_published(
+    failure: Exception, outcome: PutOutcome
+) -> None:
     publisher = EventPublisher(FakeEvents(failure), "bus", "batch-canceller")  # type: ignore[arg-type]
 
-    assert publisher.publish(three()) == [False, False, False]
+    assert publisher.put(three()) == [outcome] * 3
 
 
-def test_answer_with_the_wrong_number_of_entries_reports_every_entry_false() -> None:
+def test_answer_with_the_wrong_number_of_entries_is_not_known() -> None:
     events = FakeEvents({"FailedEntryCount": 0, "Entries": [{"EventId": "id-0"}]})
     publisher = EventPublisher(events, "bus", "batch-canceller")  # type: ignore[arg-type]
 
-    assert publisher.publish(three()) == [False, False, False]
+    assert publisher.put(three()) == [PutOutcome.UNKNOWN] * 3
+
+
+def test_the_events_client_makes_exactly_one_attempt_per_call() -> None:
+    from batch_canceller.service import aws_config, events_config
+
+    assert events_config(32).retries == {"mode": "standard", "total_max_attempts": 1}
+    # Everything else is the shared client configuration.
+    assert events_config(32).read_timeout == aws_config(32).read_timeout
+    assert events_config(32).max_pool_connections == aws_config(32).max_pool_connections

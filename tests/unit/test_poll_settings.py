@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from batch_canceller.processor import PollSettings
+from batch_canceller.follow_up import PollSettings
 
 SINCE = datetime(2026, 1, 1, 0, 0, tzinfo=UTC)
 POLL = PollSettings(initial_delay_seconds=60, max_delay_seconds=900, timeout_seconds=86400)

@@ -1,4 +1,5 @@
-"""BatchStore against DynamoDB (moto in server mode): writes never regress, events owed once."""
+"""BatchStore against DynamoDB (moto in server mode): writes never regress, events owed once,
+the status-check chain advances one step per token."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from typing import Any
 import boto3
 import pytest
 
+from batch_canceller.event_ledger import EventLedger
 from batch_canceller.json_values import plain
-from batch_canceller.records import BatchStore
+from batch_canceller.records import Watch
+from batch_canceller.store import BatchStore
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 NOW_TEXT = "2026-01-02T03:04:05.678Z"
@@ -38,6 +41,12 @@ def store(dynamodb: Any) -> BatchStore:
         BillingMode="PAY_PER_REQUEST",
     )
     return BatchStore(dynamodb, table, clock=lambda: NOW)
+
+
+@pytest.fixture
+def ledger(store: BatchStore, dynamodb: Any) -> EventLedger:
+    """The event ledger's writes, on the same table as `store`."""
+    return EventLedger(dynamodb, store._table, clock=lambda: NOW)
 
 
 def batch(status: str, batch_id: str = "batch_r1", **extra: Any) -> dict[str, Any]:
@@ -183,11 +192,13 @@ def test_non_terminal_write_owes_no_event(store: BatchStore, status: str) -> Non
     assert result.record.pending_events == frozenset()
 
 
-def test_mark_announced_moves_the_event_from_pending_to_announced(store: BatchStore) -> None:
+def test_mark_announced_moves_the_event_from_pending_to_announced(
+    store: BatchStore, ledger: EventLedger
+) -> None:
     store.save_batch("batch_r1", batch("cancelled"))
 
-    store.mark_announced("batch_r1", CANCELLED)
-    store.mark_announced("batch_r1", CANCELLED)  # harmless the second time
+    ledger.mark_announced("batch_r1", CANCELLED)
+    ledger.mark_announced("batch_r1", CANCELLED)  # harmless the second time
 
     stored = store.get("batch_r1")
     assert stored is not None
@@ -195,19 +206,23 @@ def test_mark_announced_moves_the_event_from_pending_to_announced(store: BatchSt
     assert stored.announced_events == frozenset({CANCELLED})
 
 
-def test_mark_announced_of_an_event_not_pending_changes_nothing(store: BatchStore) -> None:
+def test_mark_announced_of_an_event_not_pending_changes_nothing(
+    store: BatchStore, ledger: EventLedger
+) -> None:
     store.save_batch("batch_r1", batch("cancelling"))
 
-    store.mark_announced("batch_r1", CANCELLED)
+    ledger.mark_announced("batch_r1", CANCELLED)
 
     stored = store.get("batch_r1")
     assert stored is not None
     assert stored.announced_events == frozenset()
 
 
-def test_terminal_event_is_not_owed_again_after_it_was_announced(store: BatchStore) -> None:
+def test_terminal_event_is_not_owed_again_after_it_was_announced(
+    store: BatchStore, ledger: EventLedger
+) -> None:
     store.save_batch("batch_r1", batch("cancelled"))
-    store.mark_announced("batch_r1", CANCELLED)
+    ledger.mark_announced("batch_r1", CANCELLED)
 
     result = store.save_batch("batch_r1", batch("cancelled"))
 
@@ -219,7 +234,7 @@ def test_terminal_event_is_not_owed_again_after_it_was_announced(store: BatchSto
 
 
 def test_save_error_with_announce_owes_one_cancel_failed_event_across_repeats(
-    store: BatchStore,
+    store: BatchStore, ledger: EventLedger
 ) -> None:
     first = store.save_error("batch_r1", error(), announce=True, reason="cutoff")
     second = store.save_error("batch_r1", error(410), announce=True)
@@ -231,7 +246,7 @@ def test_save_error_with_announce_owes_one_cancel_failed_event_across_repeats(
     assert second.record.reason == "cutoff"
 
     # AND once announced, a further error updates last_error but owes nothing new
-    store.mark_announced("batch_r1", FAILED)
+    ledger.mark_announced("batch_r1", FAILED)
     third = store.save_error("batch_r1", error(400), announce=True)
     assert third.record.pending_events == frozenset()
     assert third.record.announced_events == frozenset({FAILED})
@@ -297,11 +312,11 @@ def test_batch_attribute_round_trips_to_the_api_json(store: BatchStore) -> None:
 
 
 def watched(store: BatchStore, watch_id: str = "watch-1") -> None:
-    store.save_batch("batch_r1", batch("cancelling"), watch=(watch_id, NOW))
+    store.save_batch("batch_r1", batch("cancelling"), watch=Watch(watch_id, NOW, "step-1"))
 
 
 def test_save_batch_with_a_watch_records_the_chain_in_the_same_write(store: BatchStore) -> None:
-    saved = store.save_batch("batch_r1", batch("cancelling"), watch=("watch-1", NOW))
+    saved = store.save_batch("batch_r1", batch("cancelling"), watch=Watch("watch-1", NOW, "step-1"))
 
     assert saved.record.watch_id == "watch-1"
     stored = store.get("batch_r1")
@@ -309,6 +324,7 @@ def test_save_batch_with_a_watch_records_the_chain_in_the_same_write(store: Batc
     assert stored.watch_id == "watch-1"
     assert stored.watch_since == NOW
     assert stored.poll_attempt == 1
+    assert stored.poll_step == "step-1"
 
 
 def test_a_new_watch_keeps_the_clock_of_the_first(store: BatchStore) -> None:
@@ -317,7 +333,9 @@ def test_a_new_watch_keeps_the_clock_of_the_first(store: BatchStore) -> None:
 
     # WHEN it is asked to cancel again an hour later
     later = NOW + timedelta(hours=1)
-    saved = store.save_batch("batch_r1", batch("cancelling"), watch=("watch-2", later))
+    saved = store.save_batch(
+        "batch_r1", batch("cancelling"), watch=Watch("watch-2", later, "step-1")
+    )
 
     # THEN the new chain takes over but the timeout still counts from the first sighting
     assert saved.record.watch_id == "watch-2"
@@ -329,40 +347,56 @@ def test_restart_watch_restarts_the_clock(store: BatchStore) -> None:
     watched(store)
     later = NOW + timedelta(hours=1)
 
-    store.restart_watch("batch_r1", "watch-2", later)
+    store.restart_watch("batch_r1", Watch("watch-2", later, "step-9"))
 
     stored = store.get("batch_r1")
     assert stored is not None
     assert (stored.watch_id, stored.watch_since, stored.poll_attempt) == ("watch-2", later, 1)
+    assert stored.poll_step == "step-9"
 
 
-def test_advance_watch_moves_the_current_chain_forward_once(store: BatchStore) -> None:
+def test_advance_watch_gives_each_step_to_one_token(store: BatchStore) -> None:
     watched(store)
 
-    assert store.advance_watch("batch_r1", "watch-1", 2)
-    assert not store.advance_watch("batch_r1", "watch-1", 2)  # duplicate
+    won = store.advance_watch("batch_r1", "watch-1", 2, "step-2a")
+    lost = store.advance_watch("batch_r1", "watch-1", 2, "step-2b")  # a second check 2
+
+    assert won.changed
+    assert not lost.changed
+    assert (lost.record.poll_attempt, lost.record.poll_step) == (2, "step-2a")
     stored = store.get("batch_r1")
     assert stored is not None
-    assert stored.poll_attempt == 2
+    assert (stored.poll_attempt, stored.poll_step) == (2, "step-2a")
+
+
+def test_advance_watch_skips_no_step(store: BatchStore) -> None:
+    watched(store)
+
+    assert not store.advance_watch("batch_r1", "watch-1", 3, "step-3").changed
+    stored = store.get("batch_r1")
+    assert stored is not None
+    assert stored.poll_attempt == 1
 
 
 def test_advance_watch_rejects_a_stale_chain(store: BatchStore) -> None:
     watched(store, "watch-old")
-    store.save_batch("batch_r1", batch("cancelling"), watch=("watch-new", NOW))
+    store.save_batch("batch_r1", batch("cancelling"), watch=Watch("watch-new", NOW, "step-1"))
 
-    assert not store.advance_watch("batch_r1", "watch-old", 2)
+    assert not store.advance_watch("batch_r1", "watch-old", 2, "step-2").changed
     stored = store.get("batch_r1")
     assert stored is not None
     assert stored.watch_id == "watch-new"
     assert stored.poll_attempt == 1
 
 
-def test_mark_stalled_owes_one_stalled_event_and_never_twice(store: BatchStore) -> None:
+def test_mark_stalled_owes_one_stalled_event_and_never_twice(
+    store: BatchStore, ledger: EventLedger
+) -> None:
     watched(store)
 
     first = store.mark_stalled("batch_r1", "watch-1")
     second = store.mark_stalled("batch_r1", "watch-1")
-    store.mark_announced("batch_r1", STALLED)
+    ledger.mark_announced("batch_r1", STALLED)
     third = store.mark_stalled("batch_r1", "watch-1")
 
     assert first.changed
@@ -382,10 +416,12 @@ def test_mark_stalled_with_another_watch_changes_nothing(store: BatchStore) -> N
     assert result.record.pending_events == frozenset()
 
 
-def test_mark_stalled_after_the_batch_left_cancelling_changes_nothing(store: BatchStore) -> None:
+def test_mark_stalled_after_the_batch_left_cancelling_changes_nothing(
+    store: BatchStore, ledger: EventLedger
+) -> None:
     watched(store)
     store.save_batch("batch_r1", batch("cancelled"))
-    store.mark_announced("batch_r1", CANCELLED)
+    ledger.mark_announced("batch_r1", CANCELLED)
 
     result = store.mark_stalled("batch_r1", "watch-1")
 
@@ -397,15 +433,17 @@ def test_mark_stalled_after_the_batch_left_cancelling_changes_nothing(store: Bat
 # -- receipts ------------------------------------------------------------------------------
 
 
-def test_pending_events_of_reads_many_batches_and_skips_unknown_ones(store: BatchStore) -> None:
+def test_pending_events_of_reads_many_batches_and_skips_unknown_ones(
+    store: BatchStore, ledger: EventLedger
+) -> None:
     # GIVEN 130 batches owing an event (more than one BatchGetItem takes) and one that owes none
     ids = [f"batch_p{index}" for index in range(130)]
     for batch_id in ids:
         store.save_batch(batch_id, batch("cancelled"))
-    store.mark_announced(ids[0], "Batch Cancelled")
+    ledger.mark_announced(ids[0], "Batch Cancelled")
 
     # WHEN the pending events of all of them, and of an unknown batch, are read
-    pending = store.pending_events_of([*ids, "batch_unknown", ids[1]])
+    pending = ledger.pending_events_of([*ids, "batch_unknown", ids[1]])
 
     # THEN each known batch has its own answer; the unknown one has none
     assert pending[ids[0]] == frozenset()

@@ -1,0 +1,109 @@
+"""The event ledger's writes (docs/exactly-once.md): claim an owed event, release a claim,
+mark an event announced; and the read that receipts need."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from batch_canceller.announce_protocol import Claim
+from batch_canceller.item_table import ItemTable
+from batch_canceller.records import CLAIM_PREFIX, SaveResult
+
+BATCH_GET_MAX_KEYS = 100
+BATCH_GET_ATTEMPTS = 6
+
+
+class EventLedger(ItemTable):
+    def claim(self, batch_id: str, detail_type: str, claim: Claim) -> SaveResult:
+        """Claim an owed event that is free or whose lease has ended. `changed` says whether
+        this write won; the record is the item after it, or as it was when it lost."""
+        names = {"#claim": CLAIM_PREFIX + detail_type, "#expires": "expires"}
+        values: dict[str, Any] = {
+            ":type": {"S": detail_type},
+            ":now": {"N": f"{self._clock().timestamp():.3f}"},
+        }
+        sets: list[str] = []
+        set_claim(sets, values, names, detail_type, claim)
+        return self._update(
+            batch_id,
+            "SET " + ", ".join(sets),
+            values,
+            condition=(
+                "contains(pending_events, :type)"
+                " AND (attribute_not_exists(#claim) OR #claim.#expires <= :now)"
+            ),
+            names=names,
+            claims=detail_type,
+        )
+
+    def release_claim(self, batch_id: str, detail_type: str, token: str) -> bool:
+        """Give up a claim this delivery holds: the bus refused the event, so it is unpublished."""
+        return self._update_if(
+            batch_id,
+            UpdateExpression="REMOVE #claim",
+            ConditionExpression="#claim.#token = :token",
+            ExpressionAttributeNames={"#claim": CLAIM_PREFIX + detail_type, "#token": "token"},
+            ExpressionAttributeValues={":token": {"S": token}},
+        )
+
+    def mark_announced(self, batch_id: str, detail_type: str) -> bool:
+        """The event was published (its PutEvents was accepted, or its receipt came)."""
+        return self._update_if(
+            batch_id,
+            UpdateExpression="DELETE pending_events :event ADD announced_events :event REMOVE #claim",
+            ConditionExpression="contains(pending_events, :type)",
+            ExpressionAttributeNames={"#claim": CLAIM_PREFIX + detail_type},
+            ExpressionAttributeValues={
+                ":event": {"SS": [detail_type]},
+                ":type": {"S": detail_type},
+            },
+        )
+
+    def pending_events_of(self, batch_ids: Sequence[str]) -> dict[str, frozenset[str]]:
+        """The events each batch still owes (batches without an item are left out)."""
+        pending: dict[str, frozenset[str]] = {}
+        unique = list(dict.fromkeys(batch_ids))
+        for start in range(0, len(unique), BATCH_GET_MAX_KEYS):
+            keys = [{"batch_id": {"S": b}} for b in unique[start : start + BATCH_GET_MAX_KEYS]]
+            request: dict[str, Any] = {
+                self._table: {
+                    "Keys": keys,
+                    "ProjectionExpression": "batch_id, pending_events",
+                    "ConsistentRead": True,
+                }
+            }
+            for attempt in range(BATCH_GET_ATTEMPTS):
+                answer = self._client.batch_get_item(RequestItems=request)
+                for item in answer.get("Responses", {}).get(self._table, []):
+                    pending[item["batch_id"]["S"]] = frozenset(
+                        item.get("pending_events", {}).get("SS", ())
+                    )
+                request = dict(answer.get("UnprocessedKeys") or {})
+                if not request:
+                    break
+                # Throttled keys come back unprocessed; back off before asking again.
+                time.sleep(min(1.0, 0.05 * 2**attempt))
+            else:
+                raise RuntimeError(
+                    f"BatchGetItem left keys unprocessed after {BATCH_GET_ATTEMPTS} tries"
+                )
+        return pending
+
+
+def set_claim(
+    sets: list[str],
+    values: dict[str, Any],
+    names: dict[str, str],
+    detail_type: str,
+    claim: Claim | None,
+) -> None:
+    """Adds `claim <detail type>` = the delivery's token and lease to an update."""
+    if claim is None:
+        return
+    names["#claim"] = CLAIM_PREFIX + detail_type
+    sets.append("#claim = :claim")
+    values[":claim"] = {
+        "M": {"token": {"S": claim.token}, "expires": {"N": f"{claim.expires:.3f}"}}
+    }

@@ -1,0 +1,52 @@
+"""The status-check chain that follows a `cancelling` batch, as a table (docs/exactly-once.md):
+when the next check goes out, and whether an arriving check is the chain's current step."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+
+from batch_canceller.commands import StatusCheck
+from batch_canceller.records import BatchRecord
+
+
+@dataclass(frozen=True)
+class PollSettings:
+    initial_delay_seconds: int
+    max_delay_seconds: int
+    timeout_seconds: int
+
+    def delay_before(self, attempt: int, since: datetime, now: datetime) -> int:
+        """Wait before check `attempt`: doubling from the initial delay, capped, and never past
+        the moment the watch times out (so a stall is noticed when it happens)."""
+        # With an initial delay of 0 the first check is immediate and later ones still grow.
+        base = self.initial_delay_seconds if attempt == 1 else max(1, self.initial_delay_seconds)
+        growing = min(self.max_delay_seconds, base * 2 ** min(attempt - 1, 32))
+        left = self.timeout_seconds - (now - since).total_seconds()
+        return int(max(0, min(growing, math.ceil(left))))
+
+    def timed_out(self, check: StatusCheck, now: datetime) -> bool:
+        return (now - check.since).total_seconds() >= self.timeout_seconds
+
+
+class CheckStep(Enum):
+    ENDED = "ended"  # no longer `cancelling`: the terminal write owes the outcome
+    SUPERSEDED = "superseded"  # another chain, or another token won this step
+    CURRENT = "current"  # this check is the chain's step: stall, or send the next one
+    ADOPT = "adopt"  # its sender died before recording it: advance to it (conditional)
+
+
+def classify(record: BatchRecord, check: StatusCheck) -> CheckStep:
+    """Where an arriving check stands, from the record its own write returned."""
+    if record.status != "cancelling":
+        return CheckStep.ENDED
+    if record.watch_id != check.watch_id:
+        return CheckStep.SUPERSEDED
+    # A chain started before steps had tokens has none on either side.
+    if record.poll_attempt == check.attempt and (record.poll_step or "") == check.step:
+        return CheckStep.CURRENT
+    if record.poll_attempt == check.attempt - 1:
+        return CheckStep.ADOPT
+    return CheckStep.SUPERSEDED

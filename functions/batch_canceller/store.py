@@ -1,0 +1,179 @@
+"""The record's writes to the BatchesTable: never moving backwards, each a conditional UpdateItem
+whose condition is the protocol's (docs/exactly-once.md). A transition that owes an event claims
+it for the writing delivery in the same write."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from batch_canceller.announce_protocol import Claim
+from batch_canceller.event_ledger import set_claim
+from batch_canceller.item_table import ItemTable
+from batch_canceller.json_values import to_attribute
+from batch_canceller.records import SaveResult, Watch, iso
+from batch_canceller.statuses import TERMINAL_RANK, DetailType, announcement_for, rank
+
+# An event is owed once: not while it is owed, and never after it was announced.
+NOT_YET_OWED = "NOT contains(announced_events, :type) AND NOT contains(pending_events, :type)"
+
+
+class BatchStore(ItemTable):
+    """The record's writes: the API's answers, permanent errors, stalls, the check chain."""
+
+    # -- transitions: each may make one event owed, claimed by the writing delivery ----------
+
+    def save_batch(
+        self,
+        batch_id: str,
+        batch: dict[str, Any],
+        reason: str | None = None,
+        requested_by: str | None = None,
+        claim: Claim | None = None,
+        watch: Watch | None = None,
+    ) -> SaveResult:
+        """Store the API's Batch object unless the item already holds the same or a later state.
+        The first terminal status owes its event and claims it for `claim`; `watch` (with a
+        `cancelling` answer) starts a status-check chain in the same write."""
+        status = str(batch["status"])
+        new_rank = rank(status)
+        sets = ["#status = :status", "status_rank = :rank", "#batch = :batch", "updated_at = :now"]
+        values: dict[str, Any] = {
+            ":status": to_attribute(status),
+            ":rank": to_attribute(new_rank),
+            ":batch": to_attribute(batch),
+            ":now": to_attribute(iso(self._clock())),
+            ":terminal": to_attribute(TERMINAL_RANK),
+        }
+        _set_request_fields(sets, values, reason, requested_by)
+        if watch is not None:
+            sets += [
+                "watch_id = :watch",
+                "watch_since = if_not_exists(watch_since, :since)",
+                "poll_attempt = :first",
+                "poll_step = :step",
+            ]
+            values[":watch"] = {"S": watch.watch_id}
+            values[":since"] = {"S": watch.since.isoformat()}
+            values[":first"] = {"N": "1"}
+            values[":step"] = {"S": watch.step}
+        names = {"#status": "status", "#batch": "batch"}
+        announcement = announcement_for(status)
+        adds = ""
+        if announcement is not None:
+            # Only the first terminal write passes the condition, so this is the transition.
+            adds = " ADD pending_events :announce"
+            values[":announce"] = {"SS": [announcement.value]}
+            set_claim(sets, values, names, announcement.value, claim)
+        return self._update(
+            batch_id,
+            "SET " + ", ".join(sets) + " REMOVE last_error" + adds,
+            values,
+            condition=(
+                "attribute_not_exists(status_rank) OR status_rank < :rank"
+                " OR (status_rank = :rank AND status_rank < :terminal)"
+            ),
+            names=names,
+            claims=announcement.value if announcement is not None and claim else None,
+        )
+
+    def save_error(
+        self,
+        batch_id: str,
+        error: dict[str, Any],
+        *,
+        announce: bool,
+        reason: str | None = None,
+        requested_by: str | None = None,
+        claim: Claim | None = None,
+    ) -> SaveResult:
+        """Record a permanent API error; `announce` owes one `Batch Cancel Failed` per batch."""
+        sets = ["last_error = :error", "updated_at = :now"]
+        values: dict[str, Any] = {
+            ":error": to_attribute(error),
+            ":now": to_attribute(iso(self._clock())),
+        }
+        _set_request_fields(sets, values, reason, requested_by)
+        if announce:
+            failed = DetailType.CANCEL_FAILED.value
+            owing_sets, owing_values = list(sets), dict(values)
+            names: dict[str, str] = {}
+            owing_values[":announce"] = {"SS": [failed]}
+            owing_values[":type"] = {"S": failed}
+            set_claim(owing_sets, owing_values, names, failed, claim)
+            result = self._update(
+                batch_id,
+                "SET " + ", ".join(owing_sets) + " ADD pending_events :announce",
+                owing_values,
+                condition=NOT_YET_OWED,
+                names=names,
+                claims=failed if claim else None,
+            )
+            if result.changed:
+                return result
+        return self._update(batch_id, "SET " + ", ".join(sets), values, condition=None)
+
+    def mark_stalled(self, batch_id: str, watch_id: str, claim: Claim | None = None) -> SaveResult:
+        """The chain `watch_id` timed out while the batch is still `cancelling`: owe the stall."""
+        stalled = DetailType.CANCEL_STALLED.value
+        sets = ["stalled_at = :now", "updated_at = :now"]
+        names = {"#status": "status"}
+        values: dict[str, Any] = {
+            ":now": to_attribute(iso(self._clock())),
+            ":announce": {"SS": [stalled]},
+            ":type": {"S": stalled},
+            ":cancelling": {"S": "cancelling"},
+            ":watch": {"S": watch_id},
+        }
+        set_claim(sets, values, names, stalled, claim)
+        return self._update(
+            batch_id,
+            "SET " + ", ".join(sets) + " ADD pending_events :announce",
+            values,
+            condition=f"#status = :cancelling AND watch_id = :watch AND {NOT_YET_OWED}",
+            names=names,
+            claims=stalled if claim else None,
+        )
+
+    # -- the status-check chain ----------------------------------------------------------
+
+    def restart_watch(self, batch_id: str, watch: Watch) -> None:
+        """Point the item at a new chain whose timeout counts from `watch.since` (after a stall
+        was announced, or when another answer's write replaced this one's watch)."""
+        self._client.update_item(
+            TableName=self._table,
+            Key={"batch_id": {"S": batch_id}},
+            UpdateExpression=(
+                "SET watch_id = :watch, watch_since = :since, poll_attempt = :one, poll_step = :step"
+            ),
+            ExpressionAttributeValues={
+                ":watch": {"S": watch.watch_id},
+                ":since": {"S": watch.since.isoformat()},
+                ":one": {"N": "1"},
+                ":step": {"S": watch.step},
+            },
+        )
+
+    def advance_watch(self, batch_id: str, watch_id: str, attempt: int, step: str) -> SaveResult:
+        """Make check `attempt` (token `step`) the chain's current step; only one token wins a
+        step (`changed`), whoever writes it: the check's sender, or the check itself."""
+        return self._update(
+            batch_id,
+            "SET poll_attempt = :attempt, poll_step = :step",
+            {
+                ":watch": {"S": watch_id},
+                ":attempt": {"N": str(attempt)},
+                ":previous": {"N": str(attempt - 1)},
+                ":step": {"S": step},
+            },
+            condition="watch_id = :watch AND poll_attempt = :previous",
+        )
+
+
+def _set_request_fields(
+    sets: list[str], values: dict[str, Any], reason: str | None, requested_by: str | None
+) -> None:
+    """Adds the command's reason and requester to an update, when the command gave them."""
+    for name, value in (("reason", reason), ("requested_by", requested_by)):
+        if value is not None:
+            sets.append(f"{name} = :{name}")
+            values[f":{name}"] = to_attribute(value)

@@ -1,0 +1,246 @@
+"""One work item: a batch ID to cancel, or a status check of a `cancelling` batch. The API call
+and the conditional write for it, ending in a result that says what the record now owes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from batch_canceller.announce_protocol import Claim, Delivery
+from batch_canceller.commands import StatusCheck
+from batch_canceller.config import ConfigurationError
+from batch_canceller.deadline import Deadline
+from batch_canceller.follow_up import CheckStep, PollSettings, classify
+from batch_canceller.observability import Tally, logger
+from batch_canceller.openai_api import MIN_REQUEST_SECONDS, ApiResponse, TransientApiError
+from batch_canceller.records import BatchRecord, Watch, iso
+from batch_canceller.statuses import DetailType
+from batch_canceller.store import BatchStore
+
+
+@dataclass(frozen=True)
+class CancelWork:
+    batch_id: str
+    reason: str | None = None
+    requested_by: str | None = None
+
+
+Work = CancelWork | StatusCheck
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    work: Work
+    delivery: Delivery
+
+
+@dataclass(frozen=True)
+class WorkResult:
+    work: Work
+    delivery: Delivery
+    outcome: str
+    failure: str | None = None
+    record: BatchRecord | None = None
+    # The events this work's own write made owed and claimed for its delivery.
+    claimed: frozenset[str] = frozenset()
+    next_check: StatusCheck | None = None
+    # When the work should come back, if not after the queue's visibility timeout.
+    retry_after: float | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.failure is not None
+
+
+class BatchApi(Protocol):
+    def cancel_batch(self, batch_id: str, deadline: Deadline) -> ApiResponse: ...
+
+    def retrieve_batch(self, batch_id: str, deadline: Deadline) -> ApiResponse: ...
+
+
+class WorkRunner:
+    def __init__(
+        self,
+        api: BatchApi,
+        store: BatchStore,
+        poll: PollSettings,
+        tally: Tally,
+        redact: Callable[[str], str],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._api = api
+        self._store = store
+        self._poll = poll
+        self._tally = tally
+        self._redact = redact
+        self._clock = clock
+
+    def run(self, item: WorkItem, deadline: Deadline, lease: float) -> WorkResult:
+        """Never raises for an expected failure: the result says what went wrong. A transition
+        this work writes is claimed for its delivery until `lease` (epoch seconds)."""
+        work, claim = item.work, Claim(item.delivery.token, lease)
+        if not deadline.allows(MIN_REQUEST_SECONDS):
+            self._tally.count("DeadlineDeferrals")
+            return self._failed(item, "deferred", "not started: invocation deadline")
+        try:
+            if isinstance(work, CancelWork):
+                self._tally.count("CancelRequests")
+                return self._cancel(item, work, claim, deadline)
+            self._tally.count("StatusChecks")
+            return self._check(item, work, claim, deadline)
+        except TransientApiError as exc:
+            self._tally.count("TransientFailures")
+            logger.warning(
+                "OpenAI API unavailable", extra={"batch_id": work.batch_id, "why": str(exc)}
+            )
+            return self._failed(item, "transient", str(exc))
+        except ConfigurationError as exc:
+            self._tally.count("ConfigurationErrors")
+            logger.error("configuration error", extra={"batch_id": work.batch_id, "why": str(exc)})
+            return self._failed(item, "configuration", str(exc))
+        except (ClientError, BotoCoreError) as exc:
+            self._tally.count("StoreFailures")
+            logger.warning(
+                "AWS call failed", extra={"batch_id": work.batch_id, "why": type(exc).__name__}
+            )
+            return self._failed(item, "aws", f"AWS call failed: {type(exc).__name__}")
+        except Exception as exc:
+            self._tally.count("UnexpectedErrors")
+            logger.exception("unexpected error", extra={"batch_id": work.batch_id})
+            return self._failed(item, "unexpected", f"unexpected {type(exc).__name__}")
+
+    def _cancel(
+        self, item: WorkItem, work: CancelWork, claim: Claim, deadline: Deadline
+    ) -> WorkResult:
+        answer = self._api.cancel_batch(work.batch_id, deadline)
+        if not answer.ok and answer.status in (400, 409) and says_cannot_cancel(answer):
+            # Already terminal (or otherwise not cancellable): store the batch's real state.
+            answer = self._api.retrieve_batch(work.batch_id, deadline)
+        if not answer.ok:
+            return self._api_error(item, answer, claim)
+        batch = _batch_object(answer, work.batch_id)
+        now = self._clock()
+        # A `cancelling` batch gets a new chain of status checks, written with the record; one
+        # already running is superseded at its next step. The watch's clock keeps running from
+        # the first time the batch was seen cancelling.
+        watch = Watch(uuid.uuid4().hex, now, uuid.uuid4().hex)
+        saved = self._store.save_batch(
+            work.batch_id,
+            batch,
+            work.reason,
+            work.requested_by,
+            claim=claim,
+            watch=watch if batch["status"] == "cancelling" else None,
+        )
+        record = saved.record
+        if record.status != "cancelling":
+            return WorkResult(
+                work, item.delivery, record.status or "unknown", None, record, saved.claimed
+            )
+        since = record.watch_since or now
+        restart = DetailType.CANCEL_STALLED.value in record.announced_events
+        if restart or record.watch_id != watch.watch_id:
+            # Rare: a stalled batch asked again (its clock restarts), or an answer whose write
+            # did not carry this watch (stale, or another write came after it).
+            since = now if restart else since
+            self._store.restart_watch(work.batch_id, Watch(watch.watch_id, since, watch.step))
+        first = StatusCheck(work.batch_id, watch.watch_id, 1, since, watch.step)
+        return WorkResult(work, item.delivery, "cancelling", None, record, saved.claimed, first)
+
+    def _check(
+        self, item: WorkItem, work: StatusCheck, claim: Claim, deadline: Deadline
+    ) -> WorkResult:
+        answer = self._api.retrieve_batch(work.batch_id, deadline)
+        if not answer.ok:
+            return self._api_error(item, answer, claim)
+        saved = self._store.save_batch(
+            work.batch_id, _batch_object(answer, work.batch_id), claim=claim
+        )
+        record, step = saved.record, classify(saved.record, work)
+        if step is CheckStep.ADOPT:
+            # Its sender died between sending it and recording it: make it the current step.
+            adopted = self._store.advance_watch(
+                work.batch_id, work.watch_id, work.attempt, work.step
+            )
+            record = adopted.record
+            step = CheckStep.CURRENT if adopted.changed else classify(record, work)
+            # Lost: another token won this step (superseded), or a twin copy of this very
+            # message did (current as well: both send, and only one of those next checks wins).
+            step = CheckStep.SUPERSEDED if step is CheckStep.ADOPT else step
+        if step is CheckStep.ENDED:
+            return WorkResult(
+                work, item.delivery, record.status or "unknown", None, record, saved.claimed
+            )
+        if step is CheckStep.SUPERSEDED:
+            # A duplicate, or an older chain: the current chain carries on.
+            return WorkResult(work, item.delivery, "check_superseded", None, record)
+        if self._poll.timed_out(work, self._clock()):
+            stalled = self._store.mark_stalled(work.batch_id, work.watch_id, claim)
+            return WorkResult(work, item.delivery, "stalled", None, stalled.record, stalled.claimed)
+        following = StatusCheck(
+            work.batch_id, work.watch_id, work.attempt + 1, work.since, uuid.uuid4().hex
+        )
+        return WorkResult(work, item.delivery, "cancelling", None, record, next_check=following)
+
+    def _api_error(self, item: WorkItem, answer: ApiResponse, claim: Claim) -> WorkResult:
+        work = item.work
+        error = answer.error()
+        last_error = {
+            "http_status": answer.status,
+            "type": error.get("type"),
+            "code": error.get("code"),
+            "message": self._redact(str(error.get("message") or f"HTTP {answer.status}")),
+            "at": iso(self._clock()),
+        }
+        reason = work.reason if isinstance(work, CancelWork) else None
+        requested_by = work.requested_by if isinstance(work, CancelWork) else None
+        log = {
+            "batch_id": work.batch_id,
+            "http_status": answer.status,
+            "request_id": answer.request_id,
+        }
+        if answer.status in (401, 403):
+            # Not the batch's fault: keep the message for later, and make noise.
+            self._store.save_error(
+                work.batch_id, last_error, announce=False, reason=reason, requested_by=requested_by
+            )
+            self._tally.count("ConfigurationErrors")
+            logger.error(
+                "OpenAI API rejected the credentials; check the key secret and its permissions",
+                extra=log,
+            )
+            return self._failed(item, "unauthorized", f"HTTP {answer.status}: key rejected")
+        saved = self._store.save_error(
+            work.batch_id,
+            last_error,
+            announce=True,
+            reason=reason,
+            requested_by=requested_by,
+            claim=claim,
+        )
+        logger.info("cancel failed permanently", extra=log)
+        return WorkResult(work, item.delivery, "cancel_failed", None, saved.record, saved.claimed)
+
+    @staticmethod
+    def _failed(item: WorkItem, outcome: str, failure: str) -> WorkResult:
+        return WorkResult(item.work, item.delivery, outcome, failure)
+
+
+def says_cannot_cancel(answer: ApiResponse) -> bool:
+    return "cannot cancel" in str(answer.error().get("message", "")).lower()
+
+
+def _batch_object(answer: ApiResponse, batch_id: str) -> dict[str, Any]:
+    body = answer.body
+    if not isinstance(body, dict) or not isinstance(body.get("status"), str):
+        raise TransientApiError(
+            f"HTTP {answer.status} answer for {batch_id} is not a Batch object",
+            answer.status,
+            answer.request_id,
+        )
+    return body

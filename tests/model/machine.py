@@ -1,0 +1,360 @@
+"""The model-based test of the announce protocol (docs/exactly-once.md).
+
+A Hypothesis `RuleBasedStateMachine` drives the real Application, processor, store and event
+ledger (DynamoDB on moto server) through interleavings nobody listed: it sends commands,
+delivers messages (some twice at once), lets each delivery through one I/O call at a time
+with a fault of its choosing, kills deliveries at any call, moves batches on, and jumps the
+clock past leases and visibility timeouts. After every step: no record regresses, and no
+event was published without its publisher holding a live claim. At the end it settles the
+world (no faults, every message delivered until the queue is empty) and checks that every
+transition was announced, and that an event published twice had a late or lost receipt.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from batch_canceller.announcer import EventPublisher
+from batch_canceller.announcing import Announcer
+from batch_canceller.app import Application
+from batch_canceller.event_ledger import EventLedger
+from batch_canceller.follow_up import PollSettings
+from batch_canceller.processor import CancelProcessor
+from batch_canceller.queue import DeadLetterSender, QueueSender
+from batch_canceller.statuses import rank
+from batch_canceller.store import BatchStore
+from batch_canceller.work import WorkRunner
+from tests.model.stepping import Delivery, Gated
+from tests.model.world import (
+    DLQ_URL,
+    QUEUE_URL,
+    SOURCE,
+    TERMINAL,
+    Faults,
+    Message,
+    ModelApi,
+    ModelBatch,
+    ModelBus,
+    ModelClock,
+    ModelContext,
+    ModelQueue,
+    plain_item,
+)
+
+FUNCTION_TIMEOUT = 120.0  # template.yaml
+GRACE = 60.0  # RECEIPT_GRACE_SECONDS
+LEASE = FUNCTION_TIMEOUT + GRACE  # the longest a claim lasts
+POLL = PollSettings(initial_delay_seconds=60, max_delay_seconds=900, timeout_seconds=1800)
+MAX_RUNNING = 3
+FAULTS = st.sampled_from(
+    ["none"] * 6
+    + ["refuse", "timeout", "accept_then_timeout", "error", "error_after"]
+    + ["receipt_never", "receipt_twice", "receipt_delayed"]
+)
+EXPECTED = {"cancelled": "Batch Cancelled", "completed": "Batch Finished Before Cancel"}
+# Totals over every example of a run, for the long profile's report.
+REPORT: Counter[str] = Counter()
+
+
+class AnnounceModel(RuleBasedStateMachine):
+    moto_url = ""  # set by the test before it runs the machine
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = ModelClock()
+        self.faults = Faults()
+        self.api = ModelApi()
+        self.deliveries: list[Delivery] = []
+        self.ranks: dict[str, tuple[int, str | None]] = {}
+        self.receipt_handled: dict[int, float] = {}
+        self.counts: Counter[str] = Counter()
+        self.settled: set[int] = set()  # deliveries whose end the event source has seen
+        self.dynamodb: Any = boto3.client(
+            "dynamodb",
+            endpoint_url=self.moto_url,
+            region_name="us-east-1",
+            config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
+        )
+        self.table = f"model-{uuid.uuid4().hex[:12]}"
+        self.dynamodb.create_table(
+            TableName=self.table,
+            KeySchema=[{"AttributeName": "batch_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "batch_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        self.queue = ModelQueue(self.clock, visibility_timeout=1020)
+        self.bus = ModelBus(self.clock, self.queue, self.read_item, LEASE + GRACE)
+
+    # -- the world ------------------------------------------------------------------------
+
+    @initialize(
+        visibility=st.sampled_from([1020, 30]),
+        batches=st.lists(st.tuples(st.booleans(), st.booleans()), min_size=1, max_size=3),
+    )
+    def setup(self, visibility: int, batches: list[tuple[bool, bool]]) -> None:
+        # The template's visibility timeout outlasts every lease; a short one (safety must not
+        # depend on it) lets messages come back while their first delivery still runs.
+        self.queue.visibility_timeout = visibility
+        for index, (instant, known) in enumerate(batches):
+            batch_id = f"batch_{index}"
+            self.api.batches[batch_id] = ModelBatch(
+                batch_id, "in_progress", instant, known or index == 0
+            )
+            self.queue.add(batch_id, "command")
+
+    def read_item(self, batch_id: str) -> dict[str, Any] | None:
+        answer = self.dynamodb.get_item(
+            TableName=self.table, Key={"batch_id": {"S": batch_id}}, ConsistentRead=True
+        )
+        return plain_item(answer.get("Item"))
+
+    def application(self, delivery: Delivery) -> Application:
+        turnstile, faults = delivery.turnstile, self.faults
+        dynamodb: Any = Gated(self.dynamodb, turnstile, faults, "dynamodb", fake=False)
+        sqs: Any = Gated(self.queue, turnstile, faults, "sqs", fake=True)
+        events: Any = Gated(_BusClient(self.bus, delivery), turnstile, faults, "events", fake=True)
+        api: Any = Gated(self.api, turnstile, faults, "api", fake=True)
+        store = BatchStore(dynamodb, self.table, self.clock)
+        tally = delivery.tally
+        publisher = EventPublisher(events, "bus", SOURCE)
+        announcer = Announcer(
+            EventLedger(dynamodb, self.table, self.clock),
+            publisher,
+            map,
+            self.clock,
+            tally,
+            lambda _: None,
+        )
+        queue = QueueSender(sqs, QUEUE_URL)
+        processor = CancelProcessor(
+            WorkRunner(api, store, POLL, tally, str, self.clock),
+            store,
+            announcer,
+            queue,
+            POLL,
+            map,
+            tally,
+            self.clock,
+            GRACE,
+        )
+        return Application(
+            processor,
+            DeadLetterSender(sqs, DLQ_URL),
+            queue,
+            tally,
+            event_source=SOURCE,
+            new_nonce=lambda: delivery.nonce,
+        )
+
+    def deliver_messages(self, messages: list[Message]) -> Delivery:
+        number = len(self.deliveries) + 1
+        context = ModelContext(self.clock, self.clock.now, FUNCTION_TIMEOUT, f"req-{number}")
+        delivery = Delivery(number, messages, context)
+        event = {"Records": [self.queue.receive(message) for message in messages]}
+        self.deliveries.append(delivery)
+        delivery.start(self.application(delivery).handle, event)
+        self.after_step(delivery)
+        return delivery
+
+    def after_step(self, delivery: Delivery, lose_delete: bool = False) -> None:
+        """Once a delivery has finished, the event source deletes what it reported done."""
+        if not delivery.finished or delivery.number in self.settled:
+            return
+        self.settled.add(delivery.number)
+        self.counts.update(delivery.tally.counts)
+        assert delivery.error is None, f"delivery {delivery.number} raised {delivery.error!r}"
+        if delivery.crashed:
+            self.counts["deliveries killed"] += 1
+            return
+        failed = delivery.failed_ids()
+        for message in delivery.messages:
+            if message.message_id in failed or lose_delete:
+                continue
+            message.deleted = True
+            if message.publication is not None:
+                self.receipt_handled.setdefault(message.publication, self.clock.now)
+
+    def running(self) -> list[Delivery]:
+        return [d for d in self.deliveries if not d.finished]
+
+    # -- rules --------------------------------------------------------------------------
+
+    @rule(batch=st.integers(0, 2), shape=st.sampled_from(["bare", "list", "pair"]))
+    def send_command(self, batch: int, shape: str) -> None:
+        ids = sorted(self.api.batches)
+        first, second = ids[batch % len(ids)], ids[(batch + 1) % len(ids)]
+        body = {"bare": first, "list": json.dumps({"batch_ids": [first]})}.get(shape)
+        self.queue.add(body or json.dumps({"batch_ids": sorted({first, second})}), "command")
+
+    @precondition(lambda self: self.queue.visible() and len(self.running()) < MAX_RUNNING)
+    @rule(picks=st.lists(st.integers(0, 30), min_size=1, max_size=3, unique=True))
+    def deliver(self, picks: list[int]) -> None:
+        visible = self.queue.visible()
+        chosen = list({id(m): m for m in (visible[p % len(visible)] for p in picks)}.values())
+        self.deliver_messages(chosen)
+
+    @precondition(lambda self: self.queue.in_flight() and len(self.running()) < MAX_RUNNING)
+    @rule(pick=st.integers(0, 30))
+    def deliver_again_at_once(self, pick: int) -> None:
+        """SQS hands a message that is in flight to a second consumer."""
+        in_flight = self.queue.in_flight()
+        self.counts["twin deliveries"] += 1
+        self.deliver_messages([in_flight[pick % len(in_flight)]])
+
+    @precondition(lambda self: self.running())
+    @rule(which=st.integers(0, 5), fault=FAULTS)
+    def step(self, which: int, fault: str) -> None:
+        delivery = self.running()[which % len(self.running())]
+        self.faults.set(fault)
+        delivery.turnstile.step()
+        self.faults.set("none")
+        self.after_step(delivery)
+
+    @precondition(lambda self: self.running())
+    @rule(which=st.integers(0, 5), faults=st.lists(FAULTS, max_size=10), lose_delete=st.booleans())
+    def run_to_end(self, which: int, faults: list[str], lose_delete: bool) -> None:
+        """Let every call through, the first ones with these faults; `lose_delete`: the event
+        source does not get to delete the messages the function reported done."""
+        delivery = self.running()[which % len(self.running())]
+        calls = iter(faults)
+        while not delivery.finished:
+            self.faults.set(next(calls, "none"))
+            delivery.turnstile.step()
+        self.faults.set("none")
+        self.after_step(delivery, lose_delete)
+
+    @precondition(lambda self: self.running())
+    @rule(which=st.integers(0, 5))
+    def kill(self, which: int) -> None:
+        delivery = self.running()[which % len(self.running())]
+        delivery.turnstile.kill()
+        self.after_step(delivery)
+
+    @rule(batch=st.integers(0, 2))
+    def batch_moves_on(self, batch: int) -> None:
+        ids = sorted(self.api.batches)
+        self.api.move_on(ids[batch % len(ids)])
+
+    @rule(seconds=st.sampled_from([1.0, 30.0, 61.0, LEASE + 1, 1021.0]))
+    def advance_clock(self, seconds: float) -> None:
+        # Lambda stops an invocation at its deadline: a delivery past it dies where it stands.
+        for delivery in self.running():
+            if delivery.context.deadline <= self.clock.now + seconds:
+                delivery.turnstile.kill()
+                self.after_step(delivery)
+        self.clock.now += seconds
+
+    # -- after every step ----------------------------------------------------------------
+
+    @invariant()
+    def no_record_regresses(self) -> None:
+        for batch_id in self.api.batches:
+            item = self.read_item(batch_id)
+            if item is None or "status" not in item:
+                continue
+            status = str(item["status"])
+            seen_rank, seen_status = self.ranks.get(batch_id, (0, None))
+            assert rank(status) >= seen_rank, f"{batch_id} went back from {seen_status} to {status}"
+            if seen_status in TERMINAL:
+                assert status == seen_status, f"{batch_id}: terminal {seen_status} became {status}"
+            self.ranks[batch_id] = (rank(status), status)
+
+    @invariant()
+    def every_publication_held_a_live_claim(self) -> None:
+        assert not self.bus.violations, self.bus.violations
+        assert not self.queue.dead_letters, (
+            f"valid messages dead-lettered: {self.queue.dead_letters}"
+        )
+
+    # -- the end ------------------------------------------------------------------------
+
+    def teardown(self) -> None:
+        try:
+            self.settle()
+            self.check_settled()
+        finally:
+            for delivery in self.running():
+                delivery.turnstile.kill()
+            self.dynamodb.delete_table(TableName=self.table)
+            REPORT["examples"] += 1
+            REPORT.update(self.counts)
+
+    def settle(self) -> None:
+        """No more faults: finish what runs, end every batch, deliver until the queue is empty."""
+        self.faults.set("none")
+        for delivery in self.running():
+            while not delivery.finished:
+                delivery.turnstile.step()
+            self.after_step(delivery)
+        for batch_id in self.api.batches:
+            while self.api.batches[batch_id].status not in TERMINAL:
+                self.api.move_on(batch_id)
+        before = {m.message_id: m.receives for m in self.queue.messages.values()}
+        for _ in range(400):
+            visible = self.queue.visible()
+            if visible:
+                delivery = self.deliver_messages(visible[:10])
+                while not delivery.finished:
+                    delivery.turnstile.step()
+                self.after_step(delivery)
+                continue
+            waiting = self.queue.undeleted()
+            if not waiting:
+                break
+            self.clock.now = max(self.clock.now, min(m.visible_at for m in waiting))
+        else:
+            raise AssertionError(f"the queue never emptied: {self.queue.undeleted()[:5]}")
+        receives = [m.receives - before.get(m.message_id, 0) for m in self.queue.messages.values()]
+        self.counts["settle: most receives of one message"] = max(receives, default=0)
+        assert max(receives, default=0) <= 4, "a message needed more than 4 receives to settle"
+
+    def check_settled(self) -> None:
+        published = Counter(p.key for p in self.bus.publications)
+        for batch_id, batch in self.api.batches.items():
+            item = self.read_item(batch_id) or {}
+            assert not item.get("pending_events"), (
+                f"{batch_id} still owes {item.get('pending_events')}"
+            )
+            announced = set(item.get("announced_events", ()))
+            expected = EXPECTED.get(batch.status) if batch.known else "Batch Cancel Failed"
+            assert expected in announced, f"{batch_id} ({batch.status}) never announced {expected}"
+            for detail_type in announced:
+                assert published[(batch_id, detail_type)] >= 1, f"{detail_type} marked, never sent"
+        self.counts["publications"] += len(self.bus.publications)
+        for key, times in published.items():
+            if times > 1:
+                self.check_duplicate(key)
+
+    def check_duplicate(self, key: tuple[str, str]) -> None:
+        """A second publication is allowed only after the first one's receipt was lost or came
+        after its lease: otherwise the record said announced before anyone could claim again."""
+        first, *later = [p for p in self.bus.publications if p.key == key]
+        for again in later:
+            handled = self.receipt_handled.get(first.number)
+            late = (
+                first.receipt in ("never", "delayed")
+                or handled is None
+                or handled > first.lease_end
+            )
+            assert late, f"{key} published twice although its receipt came in time"
+            self.counts["duplicates after a late or lost receipt"] += 1
+            first = again
+
+
+class _BusClient:
+    """The bus as one delivery's EventBridge client sees it."""
+
+    def __init__(self, bus: ModelBus, delivery: Delivery) -> None:
+        self._bus = bus
+        self._delivery = delivery
+
+    def put_events(self, fault: str, Entries: list[dict[str, Any]]) -> Any:
+        return self._bus.put_events(fault, self._delivery.number, self._delivery.nonce, Entries)

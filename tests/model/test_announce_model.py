@@ -1,0 +1,23 @@
+"""The bounded profile of the model-based test (the long one: `make model`)."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from tests.model.machine import AnnounceModel
+
+BOUNDED = settings(
+    max_examples=40,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    derandomize=False,
+)
+
+
+def test_no_interleaving_loses_an_event_publishes_one_twice_or_regresses_a_record(
+    moto_url: str,
+) -> None:
+    AnnounceModel.moto_url = moto_url
+    run_state_machine_as_test(AnnounceModel, settings=BOUNDED)

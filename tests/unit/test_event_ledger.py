@@ -1,0 +1,185 @@
+"""The event ledger's writes against DynamoDB (moto server): each arrow of the state diagram in
+docs/exactly-once.md is one conditional write, and only its own condition lets it through."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+
+from batch_canceller.announce_protocol import Claim
+from batch_canceller.event_ledger import EventLedger
+from batch_canceller.store import BatchStore
+
+CANCELLED = "Batch Cancelled"
+FAILED = "Batch Cancel Failed"
+STALLED = "Batch Cancel Stalled"
+START = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def at(self, seconds: float) -> float:
+        """Epoch seconds `seconds` after START (a lease's end)."""
+        return (START + timedelta(seconds=seconds)).timestamp()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def tables(moto_url: str, clock: Clock) -> tuple[BatchStore, EventLedger]:
+    dynamodb: Any = boto3.client("dynamodb", endpoint_url=moto_url, region_name="us-east-1")
+    table = f"ledger-{uuid.uuid4().hex[:10]}"
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "batch_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "batch_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return BatchStore(dynamodb, table, clock), EventLedger(dynamodb, table, clock)
+
+
+def cancelled(batch_id: str = "batch_l1") -> dict[str, Any]:
+    return {"id": batch_id, "object": "batch", "status": "cancelled"}
+
+
+def test_the_transition_write_owes_the_event_and_claims_it_for_the_writer(
+    tables: tuple[BatchStore, EventLedger], clock: Clock
+) -> None:
+    store, _ = tables
+
+    first = store.save_batch("batch_l1", cancelled(), claim=Claim("m1/a", clock.at(100)))
+    again = store.save_batch("batch_l1", cancelled(), claim=Claim("m2/b", clock.at(100)))
+
+    assert first.claimed == {CANCELLED}
+    assert first.record.claims[CANCELLED] == Claim("m1/a", clock.at(100))
+    # The duplicate changes nothing: it neither owes the event again nor takes the claim.
+    assert not again.changed
+    assert again.claimed == frozenset()
+    assert again.record.claims[CANCELLED].token == "m1/a"
+
+
+@pytest.mark.parametrize("kind", ["error", "stall"])
+def test_error_and_stall_transitions_claim_like_a_terminal_status(
+    tables: tuple[BatchStore, EventLedger], clock: Clock, kind: str
+) -> None:
+    store, _ = tables
+    claim = Claim("m1/a", clock.at(100))
+    if kind == "error":
+        result = store.save_error("batch_l1", {"http_status": 404}, announce=True, claim=claim)
+        detail_type = FAILED
+    else:
+        from batch_canceller.records import Watch
+
+        store.save_batch(
+            "batch_l1",
+            {"id": "batch_l1", "status": "cancelling"},
+            watch=Watch("w1", START, "s1"),
+        )
+        result = store.mark_stalled("batch_l1", "w1", claim)
+        detail_type = STALLED
+
+    assert result.claimed == {detail_type}
+    assert result.record.claims[detail_type] == claim
+
+
+def test_a_live_claim_cannot_be_taken(tables: tuple[BatchStore, EventLedger], clock: Clock) -> None:
+    store, ledger = tables
+    store.save_batch("batch_l1", cancelled(), claim=Claim("m1/a", clock.at(100)))
+    clock.now = START + timedelta(seconds=99)
+
+    taken = ledger.claim("batch_l1", CANCELLED, Claim("m1/b", clock.at(300)))
+
+    assert not taken.changed
+    assert taken.claimed == frozenset()
+    assert taken.record.claims[CANCELLED].token == "m1/a"  # what the failed write saw
+
+
+def test_a_lapsed_claim_is_taken_by_exactly_one_of_two_racers(
+    tables: tuple[BatchStore, EventLedger], clock: Clock
+) -> None:
+    store, ledger = tables
+    store.save_batch("batch_l1", cancelled(), claim=Claim("m1/a", clock.at(100)))
+    clock.now = START + timedelta(seconds=101)
+
+    first = ledger.claim("batch_l1", CANCELLED, Claim("m1/b", clock.at(400)))
+    second = ledger.claim("batch_l1", CANCELLED, Claim("m2/c", clock.at(400)))
+
+    assert first.changed
+    assert first.claimed == {CANCELLED}
+    assert not second.changed
+    assert second.record.claims[CANCELLED].token == "m1/b"
+
+
+def test_an_event_not_owed_cannot_be_claimed(
+    tables: tuple[BatchStore, EventLedger], clock: Clock
+) -> None:
+    store, ledger = tables
+    store.save_batch("batch_l1", cancelled(), claim=Claim("m1/a", clock.at(100)))
+    assert ledger.mark_announced("batch_l1", CANCELLED)
+    clock.now = START + timedelta(seconds=500)
+
+    taken = ledger.claim("batch_l1", CANCELLED, Claim("m2/b", clock.at(900)))
+
+    assert not taken.changed
+    assert taken.record.announced_events == {CANCELLED}
+    assert CANCELLED not in taken.record.claims
+
+
+def test_release_frees_the_claim_only_for_its_holder(
+    tables: tuple[BatchStore, EventLedger], clock: Clock
+) -> None:
+    store, ledger = tables
+    store.save_batch("batch_l1", cancelled(), claim=Claim("m1/a", clock.at(100)))
+
+    assert not ledger.release_claim("batch_l1", CANCELLED, "m1/other-invocation")
+    assert ledger.release_claim("batch_l1", CANCELLED, "m1/a")
+
+    record = store.get("batch_l1")
+    assert record is not None
+    assert CANCELLED not in record.claims
+    assert record.pending_events == {CANCELLED}
+    # Free now: anyone may claim it at once, no lease to wait for.
+    assert ledger.claim("batch_l1", CANCELLED, Claim("m2/b", clock.at(100))).changed
+
+
+def test_mark_announced_ends_the_claim_and_is_final(
+    tables: tuple[BatchStore, EventLedger], clock: Clock
+) -> None:
+    store, ledger = tables
+    store.save_batch("batch_l1", cancelled(), claim=Claim("m1/a", clock.at(100)))
+
+    assert ledger.mark_announced("batch_l1", CANCELLED)
+    assert not ledger.mark_announced("batch_l1", CANCELLED)  # a late receipt: nothing to do
+
+    record = store.get("batch_l1")
+    assert record is not None
+    assert record.pending_events == frozenset()
+    assert record.announced_events == {CANCELLED}
+    assert record.claims == {}
+
+
+def test_a_claim_whose_lease_ends_exactly_now_is_lapsed_for_the_write_as_for_the_table(
+    tables: tuple[BatchStore, EventLedger], clock: Clock
+) -> None:
+    # The model-based test found a message spinning when the two disagreed at this instant:
+    # the table said "claim it", the write's condition said "still live".
+    from batch_canceller.announce_protocol import Step, decide
+
+    store, ledger = tables
+    saved = store.save_batch("batch_l1", cancelled(), claim=Claim("m1/a", clock.at(100)))
+    clock.now = START + timedelta(seconds=100)
+
+    assert decide(saved.record.ledger(CANCELLED), False, clock.now.timestamp()).step is Step.CLAIM
+    assert ledger.claim("batch_l1", CANCELLED, Claim("m2/b", clock.at(400))).changed
