@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck fmt check clean demo local bench chaos
+.PHONY: venv test lint typecheck fmt check clean demo local bench chaos model
 
 venv: $(STAMP)
 
@@ -45,6 +45,10 @@ bench: venv
 
 chaos: venv
 	$(BIN)/python -m tests.reliability.chaos $(CHAOS_ARGS)
+
+# The model-based test of the announce protocol, long profile (MODEL_ARGS="--examples 5000").
+model: venv
+	$(BIN)/python -m tests.model.run $(MODEL_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam .local-stack .bench

@@ -332,7 +332,10 @@ def sqs_event(*bodies: str, ids: list[str] | None = None) -> dict[str, Any]:
                 "messageId": message_id,
                 "receiptHandle": "handle-" + message_id,
                 "body": body,
-                "attributes": {"ApproximateReceiveCount": "1"},
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": str(int(time.time() * 1000)),
+                },
                 "messageAttributes": {},
                 "md5OfBody": "",
                 "eventSource": "aws:sqs",

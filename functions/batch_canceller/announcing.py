@@ -34,6 +34,8 @@ from batch_canceller.observability import Tally, logger
 from batch_canceller.work import WorkResult
 
 EventKey = tuple[str, str]  # (batch ID, detail type)
+# What must be left of the invocation to start a PutEvents or a write and still answer Lambda.
+FINISH_SECONDS = 1.5
 RESEND_PAUSE_SECONDS = 0.2
 
 
@@ -105,7 +107,7 @@ class Announcer:
         now = self._now()
         first = {event.key: decide(event.ledger, event.claimed_here, now) for event in owed}
         to_claim = [event for event in owed if first[event.key].step is Step.CLAIM]
-        claimed = self._map(partial(self._claim, lease=lease), to_claim)
+        claimed = self._map(partial(self._claim, deadline=deadline, lease=lease), to_claim)
         after_claim = dict(zip((event.key for event in to_claim), claimed, strict=True))
         verdicts: dict[EventKey, Verdict] = {}
         to_publish: list[OwedEvent] = []
@@ -144,9 +146,11 @@ class Announcer:
 
     # -- steps, each returning what it found ---------------------------------------------
 
-    def _claim(self, event: OwedEvent, lease: float) -> Decision | Verdict:
+    def _claim(self, event: OwedEvent, deadline: Deadline, lease: float) -> Decision | Verdict:
         """The conditional claim write. Won: publish; lost: the table again, on the record the
         failed write returned; not written (an AWS error): the message comes back."""
+        if not deadline.leaves(FINISH_SECONDS):
+            return Verdict(False, None, "not claimed: deadline")
         claim = Claim(event.delivery.token, lease)
         try:
             result = self._ledger.claim(event.announcement.batch_id, event.key[1], claim)
@@ -168,6 +172,11 @@ class Announcer:
         self, chunk: list[OwedEvent], deadline: Deadline, lease: float
     ) -> list[tuple[EventKey, Verdict]]:
         """PutEvents for one chunk, resending refused entries, then each entry settled."""
+        if not deadline.leaves(FINISH_SECONDS):
+            # No time for it: the claims are this run's until the lease ends, so the messages
+            # come back then and publish.
+            later = Verdict(False, max(0.0, lease - self._now()), "not announced: deadline")
+            return [(event.key, later) for event in chunk]
         settled: list[tuple[EventKey, Verdict]] = []
         attempts, sending = 0, chunk
         while sending:
@@ -175,25 +184,32 @@ class Announcer:
             outcomes = self._publisher.put([event.announcement for event in sending])
             resend = []
             for event, outcome in zip(sending, outcomes, strict=True):
-                step = after_put(outcome, attempts, deadline.allows(RESEND_PAUSE_SECONDS * 4))
+                time_left = deadline.leaves(FINISH_SECONDS + RESEND_PAUSE_SECONDS * attempts)
+                step = after_put(outcome, attempts, time_left)
                 if step is Settle.RESEND:
                     resend.append(event)
                 else:
-                    settled.append((event.key, self._settle(event, step, outcome, lease)))
+                    settled.append((event.key, self._settle(event, step, outcome, lease, deadline)))
             sending = resend
             if sending:
                 self._sleep(RESEND_PAUSE_SECONDS * attempts)
         return settled
 
-    def _settle(self, event: OwedEvent, step: Settle, outcome: PutOutcome, lease: float) -> Verdict:
+    def _settle(
+        self, event: OwedEvent, step: Settle, outcome: PutOutcome, lease: float, deadline: Deadline
+    ) -> Verdict:
         batch_id, detail_type = event.key
         if step is Settle.MARK:
             self._tally.count(detail_type.replace(" ", ""))
+            if not deadline.leaves(FINISH_SECONDS):
+                self._tally.count("EventMarksLeftToReceipts")
+                return DONE  # published; its receipt marks it
             try:
                 self._ledger.mark_announced(batch_id, detail_type)
             except (ClientError, BotoCoreError):
                 # The event is out and its receipt will mark it; failing the message would only
                 # make it wait for that receipt.
+                self._tally.count("EventMarkFailures")
                 logger.exception(
                     "event sent but not marked announced", extra={"batch_id": batch_id}
                 )

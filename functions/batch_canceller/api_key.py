@@ -78,6 +78,30 @@ def parse_secret(raw: str) -> str:
     return text
 
 
+class RememberedKeys:
+    """The key source as the function uses it, remembering every key it handed out, so that
+    text quoting one is redacted even after the key was rotated (a gateway's error may echo
+    the key a request was sent with, fetched before the rotation)."""
+
+    def __init__(self, source: ApiKeySource) -> None:
+        self._source = source
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def get(self, *, refresh: bool = False) -> str:
+        key = self._source.get(refresh=refresh)
+        with self._lock:
+            self._seen.add(key)
+        return key
+
+    def redact(self, text: str) -> str:
+        with self._lock:
+            keys = sorted(self._seen, key=len, reverse=True)
+        for key in keys:
+            text = text.replace(key, "[redacted]")
+        return text
+
+
 class StaticApiKey:
     """A fixed key (scripts and benchmarks)."""
 

@@ -8,6 +8,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from batch_canceller.announce_protocol import Delivery
@@ -35,8 +36,11 @@ from batch_canceller.queue import (
     QueueSender,
     command_messages,
 )
+from batch_canceller.records import utc_now
 from batch_canceller.work import CancelWork, Work, WorkItem, WorkResult
 
+# A receipt that could not be recorded comes back this soon.
+RECEIPT_RETRY_SECONDS = 5.0
 # Runs a request that is not per-batch work (a sweep, a scheduled cancellation); returns a summary.
 SideRequestRunner = Callable[[Any, Deadline], dict[str, Any]]
 
@@ -51,6 +55,7 @@ class Application:
     run_schedule: SideRequestRunner | None = None
     # The `source` of the function's own events: receipts must carry it.
     event_source: str = "batch-canceller"
+    clock: Callable[[], datetime] = utc_now
     # Drawn once per invocation: with the message ID, the identity of each delivery.
     new_nonce: Callable[[], str] = field(default=lambda: uuid.uuid4().hex[:12])
 
@@ -67,6 +72,7 @@ class Application:
 
     def _handle_sqs(self, messages: list[InboundMessage], deadline: Deadline) -> dict[str, Any]:
         failed: set[str] = set()
+        come_back_after: dict[str, float] = {}
         nonce = self.new_nonce()
         # Receipts first: an event they confirm is not announced again by work in this batch.
         receipts = [
@@ -76,7 +82,12 @@ class Application:
         ]
         if receipts:
             handled = self.processor.confirm([receipt for _, receipt in receipts])
-            failed.update(mid for (mid, _), ok in zip(receipts, handled, strict=True) if not ok)
+            for (message_id, _), ok in zip(receipts, handled, strict=True):
+                if not ok:
+                    # Back soon, well within the lease's grace, not after the visibility
+                    # timeout: by then its publisher's message may have published again.
+                    failed.add(message_id)
+                    come_back_after[message_id] = RECEIPT_RETRY_SECONDS
         items: list[WorkItem] = []
         for message in messages:
             try:
@@ -91,7 +102,6 @@ class Application:
             delivery = Delivery(message.message_id, nonce)
             items.extend(WorkItem(work, delivery) for work in accepted)
         results = self.processor.run(items, deadline)
-        come_back_after: dict[str, float] = {}
         for result in results:
             message_id = result.delivery.message_id
             if result.failed:
@@ -181,13 +191,22 @@ class Application:
         if isinstance(request, SweepRequest):
             return [], self._run_side(self.run_sweep, request, message, deadline, "sweep")
         assert isinstance(request, CancelCommand)
-        if request.cancel_at is not None:
+        if request.cancel_at is not None and not self._due(request, message):
             return [], self._run_side(self.run_schedule, request, message, deadline, "cancel_at")
         works: list[Work] = [
             CancelWork(batch_id, request.reason, request.requested_by)
             for batch_id in request.batch_ids
         ]
         return works, {}
+
+    def _due(self, command: CancelCommand, message: InboundMessage) -> bool:
+        """A `cancel_at` that was in the future when the message was sent, and has passed while
+        it waited (a backlog, a retry): the cancellation is due, so it is done now."""
+        at = command.cancel_at
+        if at is None or at > self.clock() or message.sent_at is None or message.sent_at >= at:
+            return False
+        self.tally.count("ScheduledCancelsDueOnArrival")
+        return True
 
     def _run_side(
         self,

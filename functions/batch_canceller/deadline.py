@@ -33,6 +33,15 @@ class Deadline:
         end = time.monotonic() + seconds
         return cls(lambda: end - time.monotonic(), reserve_seconds)
 
+    def keeping(self, seconds: float) -> Deadline:
+        """The same deadline with `seconds` more kept back (for what comes after a phase)."""
+        return Deadline(lambda: self._remaining() - seconds, self._reserve)
+
+    def leaves(self, seconds: float) -> bool:
+        """True if something taking `seconds` would still end before the deadline itself: the
+        test for work that runs in the reserve (publishing events, answering)."""
+        return self._remaining() > seconds
+
     def remaining_seconds(self) -> float:
         """Seconds until the invocation's deadline, when Lambda stops it."""
         return self._remaining()

@@ -34,8 +34,8 @@ class PollSettings:
 class CheckStep(Enum):
     ENDED = "ended"  # no longer `cancelling`: the terminal write owes the outcome
     SUPERSEDED = "superseded"  # another chain, or another token won this step
-    CURRENT = "current"  # this check is the chain's step: stall, or send the next one
-    ADOPT = "adopt"  # its sender died before recording it: advance to it (conditional)
+    CURRENT = "current"  # this check holds the chain's step: stall, or send the next one
+    TAKE = "take"  # the record holds the step before this one: take it (conditional)
 
 
 def classify(record: BatchRecord, check: StatusCheck) -> CheckStep:
@@ -48,5 +48,5 @@ def classify(record: BatchRecord, check: StatusCheck) -> CheckStep:
     if record.poll_attempt == check.attempt and (record.poll_step or "") == check.step:
         return CheckStep.CURRENT
     if record.poll_attempt == check.attempt - 1:
-        return CheckStep.ADOPT
+        return CheckStep.TAKE
     return CheckStep.SUPERSEDED

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from batch_canceller.commands import (
@@ -26,6 +27,7 @@ class InboundMessage:
     request: Request | None = None
     error: str | None = None
     receipt_handle: str | None = None  # SQS only: lets the function postpone the message
+    sent_at: datetime | None = None  # when the sender sent it (SQS SentTimestamp, event time)
 
 
 def source_of(event: object) -> Source:
@@ -50,7 +52,15 @@ def from_sqs(event: Mapping[str, Any]) -> list[InboundMessage]:
         text = body if isinstance(body, str) else ""
         parsed = _parse(message_id, "sqs", text, lambda text=text: parse_message_body(text))
         handle = record.get("receiptHandle")
-        messages.append(replace(parsed, receipt_handle=handle if isinstance(handle, str) else None))
+        attributes = record.get("attributes")
+        sent = attributes.get("SentTimestamp") if isinstance(attributes, Mapping) else None
+        messages.append(
+            replace(
+                parsed,
+                receipt_handle=handle if isinstance(handle, str) else None,
+                sent_at=_from_epoch_ms(sent),
+            )
+        )
     return messages
 
 
@@ -65,7 +75,8 @@ def from_eventbridge(event: Mapping[str, Any]) -> InboundMessage:
             raw,
             error=f"unsupported detail-type {detail_type!r}; expected {CANCEL_REQUESTED!r}",
         )
-    return _parse(event_id, "eventbridge", raw, lambda: parse_payload(event.get("detail")))
+    parsed = _parse(event_id, "eventbridge", raw, lambda: parse_payload(event.get("detail")))
+    return replace(parsed, sent_at=_from_iso(event.get("time")))
 
 
 def from_direct(event: object, request_id: str) -> InboundMessage:
@@ -81,6 +92,21 @@ def _parse(message_id: str, source: Source, raw: str, parse: Any) -> InboundMess
     except InvalidInput as exc:
         return InboundMessage(message_id, source, raw, error=str(exc))
     return InboundMessage(message_id, source, raw, request=request)
+
+
+def _from_epoch_ms(value: object) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(int(str(value)) / 1000, UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def _from_iso(value: object) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
 def _raw_json(value: object) -> str:

@@ -15,18 +15,25 @@ from dataclasses import replace
 from datetime import datetime
 from functools import partial
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from batch_canceller.announce_protocol import RECEIPT_GRACE_SECONDS
-from batch_canceller.announcing import Announcer, EventKey, Verdict, owed_events
-from batch_canceller.commands import PublicationReceipt, StatusCheck
+from batch_canceller.announcing import (
+    FINISH_SECONDS,
+    Announcer,
+    EventKey,
+    Verdict,
+    owed_events,
+)
+from batch_canceller.commands import PublicationReceipt
 from batch_canceller.concurrency import MapFn
 from batch_canceller.deadline import Deadline
 from batch_canceller.follow_up import PollSettings
-from batch_canceller.observability import Tally, logger
+from batch_canceller.observability import Tally
 from batch_canceller.queue import OutgoingMessage, QueueSender
 from batch_canceller.store import BatchStore
 from batch_canceller.work import WorkItem, WorkResult, WorkRunner
+
+# The share of an invocation's usable time kept for sending checks and announcing events.
+ANNOUNCE_SHARE = 0.3
 
 
 class CancelProcessor:
@@ -56,17 +63,25 @@ class CancelProcessor:
         # Claims this run writes last until no PutEvents of it can still be in flight, and its
         # receipt has had the grace to arrive.
         lease = self._clock().timestamp() + max(0.0, deadline.remaining_seconds()) + self._grace
-        results = list(self._map(partial(self._runner.run, deadline=deadline, lease=lease), items))
-        results = self._send_checks(results)
+        # New work stops while a share of the time is left for announcing what it produced
+        # (marking an event costs about half the work that made it owed: `make bench`).
+        work_deadline = deadline.keeping(ANNOUNCE_SHARE * max(0.0, deadline.usable_seconds()))
+        run_one = partial(self._runner.run, deadline=work_deadline, lease=lease)
+        results = list(self._map(run_one, items))
+        results = self._send_checks(results, deadline)
         verdicts = self._announcer.announce(owed_events(results), deadline, lease)
         return [_with_verdicts(result, verdicts) for result in results]
 
     def confirm(self, receipts: Sequence[PublicationReceipt]) -> list[bool]:
         return self._announcer.confirm(receipts)
 
-    def _send_checks(self, results: list[WorkResult]) -> list[WorkResult]:
+    def _send_checks(self, results: list[WorkResult], deadline: Deadline) -> list[WorkResult]:
         due = [i for i, result in enumerate(results) if result.next_check and not result.failed]
         if not due:
+            return results
+        if not deadline.leaves(FINISH_SECONDS):
+            for index in due:
+                results[index] = replace(results[index], failure="check not sent: deadline")
             return results
         now = self._clock()
         checks = [check for i in due if (check := results[i].next_check) is not None]
@@ -76,26 +91,13 @@ class CancelProcessor:
             )
             for check in checks
         ]
+        # A check takes its step in the record when it arrives; nothing is written here.
         sent = self._queue.send_many(messages, self._map)
-        # Check 1's step was written with the record; a later one becomes the chain's step once
-        # sent. If that write loses or fails, the check records itself when it arrives (or
-        # another token won the step, and it is superseded then).
-        later = [check for check, ok in zip(checks, sent, strict=True) if ok and check.attempt > 1]
-        list(self._map(self._advance, later))
         self._tally.count("StatusChecksScheduled", sum(sent))
         for index, ok in zip(due, sent, strict=True):
             if not ok:
                 results[index] = replace(results[index], failure="status check could not be queued")
         return results
-
-    def _advance(self, check: StatusCheck) -> None:
-        try:
-            self._store.advance_watch(check.batch_id, check.watch_id, check.attempt, check.step)
-        except (ClientError, BotoCoreError) as exc:
-            logger.warning(
-                "status check step not recorded; the check records it when it arrives",
-                extra={"batch_id": check.batch_id, "why": type(exc).__name__},
-            )
 
 
 def _with_verdicts(result: WorkResult, verdicts: dict[EventKey, Verdict]) -> WorkResult:

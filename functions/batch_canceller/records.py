@@ -2,7 +2,7 @@
 
 Bookkeeping (docs/exactly-once.md): the event ledger (`pending_events`, `announced_events`, one
 `claim <detail type>` per owed event) and the status-check chain following a `cancelling` batch
-(`watch_id`, `watch_since`, `poll_attempt`, `poll_step`).
+(`watch_id`, `watch_since`, `poll_attempt`, `poll_step`, `stalled_watch`).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class BatchRecord:
     watch_since: datetime | None = None
     poll_attempt: int = 0
     poll_step: str | None = None
+    stalled_watch: str | None = None
     claims: Mapping[str, Claim] = field(default_factory=dict)
 
     @classmethod
@@ -53,6 +54,7 @@ class BatchRecord:
             watch_since=datetime.fromisoformat(since) if since else None,
             poll_attempt=int(item.get("poll_attempt", 0)),
             poll_step=item.get("poll_step"),
+            stalled_watch=item.get("stalled_watch"),
             claims={
                 key.removeprefix(CLAIM_PREFIX): Claim(str(value["token"]), float(value["expires"]))
                 for key, value in item.items()
@@ -67,12 +69,11 @@ class BatchRecord:
 
 @dataclass(frozen=True)
 class Watch:
-    """A new status-check chain, written with the record of a `cancelling` answer: its ID, the
-    time its timeout counts from (unless a watch already started earlier) and step 1's token."""
+    """A new status-check chain for a `cancelling` batch: its ID and the time its timeout
+    counts from. It has taken no step yet (`poll_attempt` 0): its first check takes step 1."""
 
     watch_id: str
     since: datetime
-    step: str
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -14,11 +14,14 @@ from botocore.exceptions import ClientError
 
 from batch_canceller.commands import CancelCommand, InvalidInput
 from batch_canceller.deadline import Deadline
+from batch_canceller.queue import OutgoingMessage, QueueSender
 from batch_canceller.records import utc_now
 
 if TYPE_CHECKING:
     from mypy_boto3_scheduler import EventBridgeSchedulerClient
 
+# Time to leave before the next schedule: its create, list and delete calls.
+SECONDS_PER_SCHEDULE = 2.0
 # Our own bound: a cancellation planned further out is more likely a typo than a plan.
 MAX_SCHEDULE_AHEAD = timedelta(days=366)
 NAME_PREFIX = "cancel-"
@@ -50,6 +53,7 @@ class CancellationScheduler:
         group_name: str,
         role_arn: str | None,
         queue_arn: str,
+        queue: QueueSender | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         # Made on first use: most containers never schedule, and a client costs cold start.
@@ -57,6 +61,7 @@ class CancellationScheduler:
         self._group = group_name
         self._role_arn = role_arn
         self._queue_arn = queue_arn
+        self._queue = queue
         self._clock = clock
 
     @functools.cached_property
@@ -65,13 +70,33 @@ class CancellationScheduler:
 
     def run(self, command: CancelCommand, deadline: Deadline) -> dict[str, Any]:
         at = self._validated_time(command)
-        created = []
-        for batch_id in command.batch_ids:
+        created: list[str] = []
+        for index, batch_id in enumerate(command.batch_ids):
+            if not deadline.allows(SECONDS_PER_SCHEDULE) and self._queue is not None:
+                # Out of time: the rest goes back to the queue as a command of its own.
+                rest = command.batch_ids[index:]
+                self._requeue(rest, at, command)
+                return {
+                    "status": "partially_scheduled",
+                    "cancel_at": at.isoformat(),
+                    "schedules": created,
+                    "requeued": len(rest),
+                }
             name = schedule_name(batch_id, at)
             self._create(name, batch_id, at, command)
             self._delete_others(batch_id, keep=name)
             created.append(name)
         return {"status": "scheduled", "cancel_at": at.isoformat(), "schedules": created}
+
+    def _requeue(self, batch_ids: Sequence[str], at: datetime, command: CancelCommand) -> None:
+        assert self._queue is not None
+        body: dict[str, Any] = {"batch_ids": list(batch_ids), "cancel_at": at.isoformat()}
+        if command.reason is not None:
+            body["reason"] = command.reason
+        if command.requested_by is not None:
+            body["requested_by"] = command.requested_by
+        if not all(self._queue.send_many([OutgoingMessage(body)])):
+            raise RuntimeError("the rest of a cancel_at command could not be requeued")
 
     def _validated_time(self, command: CancelCommand) -> datetime:
         if self._role_arn is None:

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import boto3
 from botocore.config import Config
 
 from batch_canceller.announcer import EventPublisher
 from batch_canceller.announcing import Announcer
-from batch_canceller.api_key import ApiKeySource, SecretsManagerApiKey
+from batch_canceller.api_key import ApiKeySource, RememberedKeys, SecretsManagerApiKey
 from batch_canceller.app import Application
 from batch_canceller.config import Settings
 from batch_canceller.event_ledger import EventLedger
@@ -67,8 +67,11 @@ def build_application(
     dynamodb = session.client("dynamodb", config=config)
     sqs = session.client("sqs", config=config)
     events = session.client("events", config=events_config(settings.max_in_flight))
-    key_source = api_key or SecretsManagerApiKey(
-        settings.api_key_secret_id, lambda: session.client("secretsmanager", config=config)
+    key_source = RememberedKeys(
+        api_key
+        or SecretsManagerApiKey(
+            settings.api_key_secret_id, lambda: session.client("secretsmanager", config=config)
+        )
     )
     tally = Tally()
     api = OpenAIBatchClient(
@@ -95,7 +98,7 @@ def build_application(
         max_workers=settings.max_in_flight, thread_name_prefix="cancel"
     )
     processor = CancelProcessor(
-        runner=WorkRunner(api, store, poll, tally, _redactor(key_source), clock),
+        runner=WorkRunner(api, store, poll, tally, key_source.redact, clock),
         store=store,
         announcer=Announcer(
             EventLedger(dynamodb, settings.batches_table_name, clock),
@@ -117,6 +120,8 @@ def build_application(
         settings.schedule_group_name,
         settings.scheduler_role_arn,
         queue_arn_from_url(settings.cancel_queue_url, session.region_name or "us-east-1"),
+        queue,
+        clock,
     )
     return Application(
         processor=processor,
@@ -126,12 +131,5 @@ def build_application(
         run_sweep=sweeper.run,
         run_schedule=scheduler.run,
         event_source=settings.event_source,
+        clock=clock,
     )
-
-
-def _redactor(key_source: ApiKeySource) -> Any:
-    def redact(text: str) -> str:
-        key = key_source.get()
-        return text.replace(key, "[redacted]") if key else text
-
-    return redact

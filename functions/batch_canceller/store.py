@@ -33,7 +33,8 @@ class BatchStore(ItemTable):
     ) -> SaveResult:
         """Store the API's Batch object unless the item already holds the same or a later state.
         The first terminal status owes its event and claims it for `claim`; `watch` (with a
-        `cancelling` answer) starts a status-check chain in the same write."""
+        `cancelling` answer) starts a status-check chain in the same write, unless one already
+        follows the batch (then that one goes on)."""
         status = str(batch["status"])
         new_rank = rank(status)
         sets = ["#status = :status", "status_rank = :rank", "#batch = :batch", "updated_at = :now"]
@@ -47,15 +48,13 @@ class BatchStore(ItemTable):
         _set_request_fields(sets, values, reason, requested_by)
         if watch is not None:
             sets += [
-                "watch_id = :watch",
+                "watch_id = if_not_exists(watch_id, :watch)",
                 "watch_since = if_not_exists(watch_since, :since)",
-                "poll_attempt = :first",
-                "poll_step = :step",
+                "poll_attempt = if_not_exists(poll_attempt, :none_yet)",
             ]
             values[":watch"] = {"S": watch.watch_id}
             values[":since"] = {"S": watch.since.isoformat()}
-            values[":first"] = {"N": "1"}
-            values[":step"] = {"S": watch.step}
+            values[":none_yet"] = {"N": "0"}
         names = {"#status": "status", "#batch": "batch"}
         announcement = announcement_for(status)
         adds = ""
@@ -115,7 +114,7 @@ class BatchStore(ItemTable):
     def mark_stalled(self, batch_id: str, watch_id: str, claim: Claim | None = None) -> SaveResult:
         """The chain `watch_id` timed out while the batch is still `cancelling`: owe the stall."""
         stalled = DetailType.CANCEL_STALLED.value
-        sets = ["stalled_at = :now", "updated_at = :now"]
+        sets = ["stalled_at = :now", "stalled_watch = :watch", "updated_at = :now"]
         names = {"#status": "status"}
         values: dict[str, Any] = {
             ":now": to_attribute(iso(self._clock())),
@@ -136,26 +135,29 @@ class BatchStore(ItemTable):
 
     # -- the status-check chain ----------------------------------------------------------
 
-    def restart_watch(self, batch_id: str, watch: Watch) -> None:
-        """Point the item at a new chain whose timeout counts from `watch.since` (after a stall
-        was announced, or when another answer's write replaced this one's watch)."""
-        self._client.update_item(
-            TableName=self._table,
-            Key={"batch_id": {"S": batch_id}},
-            UpdateExpression=(
-                "SET watch_id = :watch, watch_since = :since, poll_attempt = :one, poll_step = :step"
-            ),
-            ExpressionAttributeValues={
-                ":watch": {"S": watch.watch_id},
-                ":since": {"S": watch.since.isoformat()},
-                ":one": {"N": "1"},
-                ":step": {"S": watch.step},
-            },
+    def start_watch(self, batch_id: str, watch: Watch, replacing: str | None) -> SaveResult:
+        """Start a new chain in place of `replacing` (the chain that stalled, or None: no chain
+        yet). Conditional on that, so of several deliveries doing it at once one starts it;
+        the record it returns names the chain that follows the batch either way."""
+        condition = "attribute_not_exists(watch_id)" if replacing is None else "watch_id = :old"
+        values: dict[str, Any] = {
+            ":watch": {"S": watch.watch_id},
+            ":since": {"S": watch.since.isoformat()},
+            ":none_yet": {"N": "0"},
+        }
+        if replacing is not None:
+            values[":old"] = {"S": replacing}
+        return self._update(
+            batch_id,
+            "SET watch_id = :watch, watch_since = :since, poll_attempt = :none_yet"
+            " REMOVE poll_step",
+            values,
+            condition=condition,
         )
 
-    def advance_watch(self, batch_id: str, watch_id: str, attempt: int, step: str) -> SaveResult:
-        """Make check `attempt` (token `step`) the chain's current step; only one token wins a
-        step (`changed`), whoever writes it: the check's sender, or the check itself."""
+    def take_step(self, batch_id: str, watch_id: str, attempt: int, step: str) -> SaveResult:
+        """Make check `attempt` (token `step`) the chain's current step: the arriving check
+        takes the step after the one the record holds; only one token wins it (`changed`)."""
         return self._update(
             batch_id,
             "SET poll_attempt = :attempt, poll_step = :step",

@@ -14,7 +14,7 @@ from batch_canceller.announcer import EventPublisher
 from batch_canceller.commands import NON_TERMINAL_STATUSES, SweepRequest
 from batch_canceller.deadline import Deadline
 from batch_canceller.observability import logger
-from batch_canceller.openai_api import OpenAIBatchClient, TransientApiError
+from batch_canceller.openai_api import MIN_REQUEST_SECONDS, OpenAIBatchClient, TransientApiError
 from batch_canceller.queue import QueueSender, command_messages
 from batch_canceller.records import utc_now
 from batch_canceller.statuses import DetailType
@@ -94,7 +94,9 @@ class Sweeper:
     def _pages(self, deadline: Deadline) -> Iterator[list[dict[str, Any]] | None]:
         after: str | None = None
         while True:
-            if deadline.expired:
+            # The client starts no request with less than this left: stop here instead, so that
+            # what was selected so far is still queued.
+            if not deadline.allows(MIN_REQUEST_SECONDS):
                 yield None
                 return
             answer = self._api.list_batches(deadline, after=after, limit=PAGE_SIZE)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -125,32 +125,37 @@ class WorkRunner:
             return self._api_error(item, answer, claim)
         batch = _batch_object(answer, work.batch_id)
         now = self._clock()
-        # A `cancelling` batch gets a new chain of status checks, written with the record; one
-        # already running is superseded at its next step. The watch's clock keeps running from
-        # the first time the batch was seen cancelling.
-        watch = Watch(uuid.uuid4().hex, now, uuid.uuid4().hex)
+        # A `cancelling` batch is followed by a chain of status checks. This write starts one
+        # unless one already follows the batch; either way, this cancel sends a check for the
+        # chain's next step (a running chain's own next check and this one race for the step;
+        # one that died is revived).
         saved = self._store.save_batch(
             work.batch_id,
             batch,
             work.reason,
             work.requested_by,
             claim=claim,
-            watch=watch if batch["status"] == "cancelling" else None,
+            watch=Watch(uuid.uuid4().hex, now) if batch["status"] == "cancelling" else None,
         )
         record = saved.record
         if record.status != "cancelling":
-            return WorkResult(
-                work, item.delivery, record.status or "unknown", None, record, saved.claimed
-            )
-        since = record.watch_since or now
-        restart = DetailType.CANCEL_STALLED.value in record.announced_events
-        if restart or record.watch_id != watch.watch_id:
-            # Rare: a stalled batch asked again (its clock restarts), or an answer whose write
-            # did not carry this watch (stale, or another write came after it).
-            since = now if restart else since
-            self._store.restart_watch(work.batch_id, Watch(watch.watch_id, since, watch.step))
-        first = StatusCheck(work.batch_id, watch.watch_id, 1, since, watch.step)
-        return WorkResult(work, item.delivery, "cancelling", None, record, saved.claimed, first)
+            result = WorkResult(work, item.delivery, record.status or "unknown", None, record)
+            return replace(result, claimed=saved.claimed)
+        if record.watch_id is None or _stalled_chain(record):
+            # No chain yet (a stale answer did not write one), or the chain stalled: a new one,
+            # whose clock starts now after a stall.
+            replacing = record.watch_id
+            watch = Watch(uuid.uuid4().hex, now)
+            record = self._store.start_watch(work.batch_id, watch, replacing).record
+        next_check = StatusCheck(
+            work.batch_id,
+            str(record.watch_id),
+            record.poll_attempt + 1,
+            record.watch_since or now,
+            uuid.uuid4().hex,
+        )
+        result = WorkResult(work, item.delivery, "cancelling", None, record, saved.claimed)
+        return replace(result, next_check=next_check)
 
     def _check(
         self, item: WorkItem, work: StatusCheck, claim: Claim, deadline: Deadline
@@ -162,16 +167,13 @@ class WorkRunner:
             work.batch_id, _batch_object(answer, work.batch_id), claim=claim
         )
         record, step = saved.record, classify(saved.record, work)
-        if step is CheckStep.ADOPT:
-            # Its sender died between sending it and recording it: make it the current step.
-            adopted = self._store.advance_watch(
-                work.batch_id, work.watch_id, work.attempt, work.step
-            )
-            record = adopted.record
-            step = CheckStep.CURRENT if adopted.changed else classify(record, work)
+        if step is CheckStep.TAKE:
+            taken = self._store.take_step(work.batch_id, work.watch_id, work.attempt, work.step)
+            record = taken.record
             # Lost: another token won this step (superseded), or a twin copy of this very
             # message did (current as well: both send, and only one of those next checks wins).
-            step = CheckStep.SUPERSEDED if step is CheckStep.ADOPT else step
+            step = CheckStep.CURRENT if taken.changed else classify(record, work)
+            step = CheckStep.SUPERSEDED if step is CheckStep.TAKE else step
         if step is CheckStep.ENDED:
             return WorkResult(
                 work, item.delivery, record.status or "unknown", None, record, saved.claimed
@@ -190,10 +192,11 @@ class WorkRunner:
     def _api_error(self, item: WorkItem, answer: ApiResponse, claim: Claim) -> WorkResult:
         work = item.work
         error = answer.error()
+        # Every text field: a gateway may quote the request (and its key) in any of them.
         last_error = {
             "http_status": answer.status,
-            "type": error.get("type"),
-            "code": error.get("code"),
+            "type": self._redacted(error.get("type")),
+            "code": self._redacted(error.get("code")),
             "message": self._redact(str(error.get("message") or f"HTTP {answer.status}")),
             "at": iso(self._clock()),
         }
@@ -226,9 +229,27 @@ class WorkRunner:
         logger.info("cancel failed permanently", extra=log)
         return WorkResult(work, item.delivery, "cancel_failed", None, saved.record, saved.claimed)
 
+    def _redacted(self, value: Any) -> Any:
+        """`value` with every string in it redacted, however deeply nested."""
+        if isinstance(value, str):
+            return self._redact(value)
+        if isinstance(value, dict):
+            return {key: self._redacted(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self._redacted(item) for item in value]
+        return value
+
     @staticmethod
     def _failed(item: WorkItem, outcome: str, failure: str) -> WorkResult:
         return WorkResult(item.work, item.delivery, outcome, failure)
+
+
+def _stalled_chain(record: BatchRecord) -> bool:
+    """The chain following the batch is the one that stalled (its stall owed or announced): a
+    new cancel request gets a new chain."""
+    stalled = DetailType.CANCEL_STALLED.value
+    owed_or_announced = stalled in record.pending_events or stalled in record.announced_events
+    return owed_or_announced and record.stalled_watch == record.watch_id
 
 
 def says_cannot_cancel(answer: ApiResponse) -> bool:

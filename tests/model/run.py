@@ -8,9 +8,10 @@ import logging
 import os
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, seed, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from batch_canceller.observability import logger
@@ -38,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--examples", type=int, default=2000)
     parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--seed", type=int, help="replay the run a failure report names")
     args = parser.parse_args(argv)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     logger.setLevel(logging.CRITICAL)
@@ -53,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             database=None,
             suppress_health_check=list(HealthCheck),
         )
+        if args.seed is not None:
+            seed(args.seed)(AnnounceModel)
         failure: BaseException | None = None
         try:
             run_state_machine_as_test(AnnounceModel, settings=profile)
@@ -67,7 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"  {'duplicates with the receipt in time (must be 0)':<46} {0 if failure is None else '?':>8}"
     )
+    others = sorted(set(REPORT) - set(SHOWN) - {"duplicates after a late or lost receipt"})
+    print("  also: " + ", ".join(f"{name} {REPORT[name]}" for name in others))
     if failure is not None:
+        # Hypothesis attaches each falsifying sequence of steps to its exception as notes.
+        traceback.print_exception(failure, limit=3, file=sys.stdout)
         print(f"FAILED: {failure!r}")
         return 1
     print("no interleaving lost an event, published one twice or regressed a record")

@@ -84,16 +84,24 @@ class Gated:
     """A client whose every call waits at the turnstile and takes the model's fault for it.
     Fakes get the fault as their first argument; a real boto3 client (DynamoDB) gets it as an
     error before the call (`error`: nothing written) or after it (`error_after`: written, but
-    the function is told it failed, as when the answer is lost)."""
+    the function is told it failed, as when the answer is lost). `observe` sees every call
+    that went through (the model reads the item after each write)."""
 
     def __init__(
-        self, target: Any, turnstile: Turnstile, faults: Faults, prefix: str, fake: bool
+        self,
+        target: Any,
+        turnstile: Turnstile,
+        faults: Faults,
+        prefix: str,
+        fake: bool,
+        observe: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self._target = target
         self._turnstile = turnstile
         self._faults = faults
         self._prefix = prefix
         self._fake = fake
+        self._observe = observe
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         method = getattr(self._target, name)
@@ -104,25 +112,21 @@ class Gated:
             if self._fake:
                 return method(fault, *args, **kwargs)
             if fault == "error":
-                raise ClientError(
-                    {
-                        "Error": {"Code": "InternalServerError"},
-                        "ResponseMetadata": {"HTTPStatusCode": 500},
-                    },
-                    name,
-                )
-            answer = method(*args, **kwargs)
-            if fault == "error_after":
-                raise ClientError(
-                    {
-                        "Error": {"Code": "InternalServerError"},
-                        "ResponseMetadata": {"HTTPStatusCode": 500},
-                    },
-                    name,
-                )
-            return answer
+                raise _server_error(name)
+            try:
+                return method(*args, **kwargs)
+            finally:
+                if self._observe is not None:
+                    self._observe(name, kwargs)
+                if fault == "error_after":
+                    raise _server_error(name)
 
         return call
+
+
+def _server_error(operation: str) -> ClientError:
+    error = {"Error": {"Code": "InternalServerError"}, "ResponseMetadata": {"HTTPStatusCode": 500}}
+    return ClientError(error, operation)  # type: ignore[arg-type]
 
 
 @dataclass

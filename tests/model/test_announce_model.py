@@ -8,7 +8,7 @@ from hypothesis.stateful import run_state_machine_as_test
 from tests.model.machine import AnnounceModel
 
 BOUNDED = settings(
-    max_examples=40,
+    max_examples=80,
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

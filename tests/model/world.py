@@ -63,6 +63,7 @@ class Message:
     handle: str = ""
     deleted: bool = False
     publication: int | None = None  # a receipt: the publication it confirms
+    sent_at: float = 0.0
 
 
 @dataclass
@@ -107,7 +108,12 @@ class ModelQueue:
         with self._lock:
             self._count += 1
             message = Message(
-                f"m{self._count}", body, kind, self.clock.now + delay, publication=publication
+                f"m{self._count}",
+                body,
+                kind,
+                self.clock.now + delay,
+                publication=publication,
+                sent_at=self.clock.now,
             )
             self.messages[message.message_id] = message
             return message
@@ -136,7 +142,10 @@ class ModelQueue:
             "messageId": message.message_id,
             "receiptHandle": message.handle,
             "body": message.body,
-            "attributes": {"ApproximateReceiveCount": str(message.receives)},
+            "attributes": {
+                "ApproximateReceiveCount": str(message.receives),
+                "SentTimestamp": str(int(message.sent_at * 1000)),
+            },
             "messageAttributes": {},
             "eventSource": "aws:sqs",
             "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:cancel",

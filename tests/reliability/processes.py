@@ -68,6 +68,11 @@ class Child(ManagedServer):
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def returncode(self) -> int | None:
+        """Its exit status once it has exited (negative: the signal that ended it)."""
+        return None if self._process is None else self._process.poll()
+
     def start(self) -> Self:
         self._log = self._log_path.open("ab")
         self._process = subprocess.Popen(

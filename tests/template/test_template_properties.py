@@ -134,6 +134,22 @@ def test_visibility_timeout_covers_six_function_timeouts_and_the_batching_window
     assert visibility >= 6 * function["Timeout"] + largest_window
 
 
+def test_a_redelivery_after_a_crash_finds_the_dead_deliverys_claims_lapsed(
+    template: dict[str, Any], function: dict[str, Any]
+) -> None:
+    # docs/exactly-once.md, the timing rule: a delivery's claim lasts until its invocation's
+    # deadline plus the receipt grace, and an invocation starts at most one batching window
+    # after its messages were received (when their visibility timeout started).
+    from batch_canceller.announce_protocol import RECEIPT_GRACE_SECONDS
+
+    largest_window = template["Parameters"]["QueueMaximumBatchingWindowInSeconds"]["MaxValue"]
+    grace = int(function["Environment"]["Variables"]["RECEIPT_GRACE_SECONDS"])
+    visibility = properties(template, "CancelQueue")["VisibilityTimeout"]
+    assert visibility >= function["Timeout"] + largest_window + grace
+    # The function's own default is the template's value, and the protocol module's.
+    assert grace == Settings.receipt_grace_seconds == RECEIPT_GRACE_SECONDS
+
+
 def test_queue_redrives_to_the_dlq_after_five_receives(template: dict[str, Any]) -> None:
     redrive = properties(template, "CancelQueue")["RedrivePolicy"]
     assert redrive["deadLetterTargetArn"] == arn_of("DeadLetterQueue")

@@ -58,6 +58,7 @@ def test_defaults_match_the_contract_table() -> None:
     assert settings.scheduler_role_arn is None
     assert settings.api_style == "openai"
     assert settings.azure_api_version is None
+    assert settings.receipt_grace_seconds == 60
 
 
 def test_optional_variables_are_read_when_set() -> None:
@@ -74,6 +75,7 @@ def test_optional_variables_are_read_when_set() -> None:
             SCHEDULER_ROLE_ARN="arn:aws:iam::123456789012:role/scheduler",
             OPENAI_API_STYLE="azure",
             AZURE_OPENAI_API_VERSION="2024-10-21",
+            RECEIPT_GRACE_SECONDS="5",
         )
     )
 
@@ -88,6 +90,7 @@ def test_optional_variables_are_read_when_set() -> None:
     assert settings.scheduler_role_arn == "arn:aws:iam::123456789012:role/scheduler"
     assert settings.api_style == "azure"
     assert settings.azure_api_version == "2024-10-21"
+    assert settings.receipt_grace_seconds == 5
 
 
 @pytest.mark.parametrize(
@@ -97,6 +100,7 @@ def test_optional_variables_are_read_when_set() -> None:
         "POLL_MAX_DELAY_SECONDS",
         "POLL_TIMEOUT_SECONDS",
         "MAX_IN_FLIGHT",
+        "RECEIPT_GRACE_SECONDS",
     ],
 )
 @pytest.mark.parametrize("raw", ["ten", "1.5", "0x10", "9 9"])
@@ -114,6 +118,8 @@ def test_malformed_integer_is_an_error_naming_the_variable(name: str, raw: str) 
         ("POLL_TIMEOUT_SECONDS", "0"),
         ("MAX_IN_FLIGHT", "0"),
         ("MAX_IN_FLIGHT", "100000"),
+        ("RECEIPT_GRACE_SECONDS", "-1"),
+        ("RECEIPT_GRACE_SECONDS", "3601"),
     ],
 )
 def test_out_of_range_integer_is_an_error_naming_the_variable(name: str, raw: str) -> None:

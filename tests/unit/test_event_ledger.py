@@ -85,7 +85,7 @@ def test_error_and_stall_transitions_claim_like_a_terminal_status(
         store.save_batch(
             "batch_l1",
             {"id": "batch_l1", "status": "cancelling"},
-            watch=Watch("w1", START, "s1"),
+            watch=Watch("w1", START),
         )
         result = store.mark_stalled("batch_l1", "w1", claim)
         detail_type = STALLED

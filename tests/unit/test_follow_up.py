@@ -43,9 +43,9 @@ TABLE = {
     ("cancelling", "watch-2", 3, "step-x"): CheckStep.SUPERSEDED,
     ("cancelling", "watch-2", 4, "step-3"): CheckStep.SUPERSEDED,
     ("cancelling", "watch-2", 4, "step-x"): CheckStep.SUPERSEDED,
-    # Its sender died before recording it (or has not yet): it may take the step itself.
-    ("cancelling", "watch-1", 2, "step-3"): CheckStep.ADOPT,
-    ("cancelling", "watch-1", 2, "step-x"): CheckStep.ADOPT,
+    # The record holds step 2: this check takes step 3 (conditional; one token wins).
+    ("cancelling", "watch-1", 2, "step-3"): CheckStep.TAKE,
+    ("cancelling", "watch-1", 2, "step-x"): CheckStep.TAKE,
     ("cancelling", "watch-1", 3, "step-3"): CheckStep.CURRENT,
     # Another check 3 won step 3: this one is a duplicate.
     ("cancelling", "watch-1", 3, "step-x"): CheckStep.SUPERSEDED,

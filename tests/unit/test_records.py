@@ -312,81 +312,91 @@ def test_batch_attribute_round_trips_to_the_api_json(store: BatchStore) -> None:
 
 
 def watched(store: BatchStore, watch_id: str = "watch-1") -> None:
-    store.save_batch("batch_r1", batch("cancelling"), watch=Watch(watch_id, NOW, "step-1"))
+    store.save_batch("batch_r1", batch("cancelling"), watch=Watch(watch_id, NOW))
 
 
-def test_save_batch_with_a_watch_records_the_chain_in_the_same_write(store: BatchStore) -> None:
-    saved = store.save_batch("batch_r1", batch("cancelling"), watch=Watch("watch-1", NOW, "step-1"))
+def test_save_batch_with_a_watch_starts_a_chain_in_the_same_write(store: BatchStore) -> None:
+    saved = store.save_batch("batch_r1", batch("cancelling"), watch=Watch("watch-1", NOW))
 
     assert saved.record.watch_id == "watch-1"
     stored = store.get("batch_r1")
     assert stored is not None
-    assert stored.watch_id == "watch-1"
-    assert stored.watch_since == NOW
-    assert stored.poll_attempt == 1
-    assert stored.poll_step == "step-1"
+    assert (stored.watch_id, stored.watch_since) == ("watch-1", NOW)
+    # No step taken yet: the first check takes step 1 when it arrives.
+    assert (stored.poll_attempt, stored.poll_step) == (0, None)
 
 
-def test_a_new_watch_keeps_the_clock_of_the_first(store: BatchStore) -> None:
-    # GIVEN a batch watched since NOW
+def test_a_second_cancel_keeps_the_chain_that_follows_the_batch(store: BatchStore) -> None:
+    # GIVEN a batch watched since NOW, its chain at step 3
     watched(store)
+    assert store.take_step("batch_r1", "watch-1", 1, "s1").changed
+    assert store.take_step("batch_r1", "watch-1", 2, "s2").changed
+    assert store.take_step("batch_r1", "watch-1", 3, "s3").changed
 
     # WHEN it is asked to cancel again an hour later
     later = NOW + timedelta(hours=1)
-    saved = store.save_batch(
-        "batch_r1", batch("cancelling"), watch=Watch("watch-2", later, "step-1")
-    )
+    saved = store.save_batch("batch_r1", batch("cancelling"), watch=Watch("watch-2", later))
 
-    # THEN the new chain takes over but the timeout still counts from the first sighting
-    assert saved.record.watch_id == "watch-2"
-    assert saved.record.watch_since == NOW
-    assert saved.record.poll_attempt == 1
+    # THEN the running chain goes on, its clock from the first sighting
+    assert (saved.record.watch_id, saved.record.watch_since) == ("watch-1", NOW)
+    assert (saved.record.poll_attempt, saved.record.poll_step) == (3, "s3")
 
 
-def test_restart_watch_restarts_the_clock(store: BatchStore) -> None:
+def test_start_watch_replaces_only_the_chain_it_names(store: BatchStore) -> None:
     watched(store)
     later = NOW + timedelta(hours=1)
 
-    store.restart_watch("batch_r1", Watch("watch-2", later, "step-9"))
-
-    stored = store.get("batch_r1")
-    assert stored is not None
-    assert (stored.watch_id, stored.watch_since, stored.poll_attempt) == ("watch-2", later, 1)
-    assert stored.poll_step == "step-9"
-
-
-def test_advance_watch_gives_each_step_to_one_token(store: BatchStore) -> None:
-    watched(store)
-
-    won = store.advance_watch("batch_r1", "watch-1", 2, "step-2a")
-    lost = store.advance_watch("batch_r1", "watch-1", 2, "step-2b")  # a second check 2
+    won = store.start_watch("batch_r1", Watch("watch-2", later), replacing="watch-1")
+    lost = store.start_watch("batch_r1", Watch("watch-3", later), replacing="watch-1")
 
     assert won.changed
     assert not lost.changed
-    assert (lost.record.poll_attempt, lost.record.poll_step) == (2, "step-2a")
-    stored = store.get("batch_r1")
-    assert stored is not None
-    assert (stored.poll_attempt, stored.poll_step) == (2, "step-2a")
+    assert (lost.record.watch_id, lost.record.watch_since) == ("watch-2", later)
+    assert (lost.record.poll_attempt, lost.record.poll_step) == (0, None)
 
 
-def test_advance_watch_skips_no_step(store: BatchStore) -> None:
+def test_start_watch_without_a_chain_starts_one_once(store: BatchStore) -> None:
+    store.save_batch("batch_r1", batch("cancelling"))  # no watch
+
+    first = store.start_watch("batch_r1", Watch("watch-a", NOW), replacing=None)
+    second = store.start_watch("batch_r1", Watch("watch-b", NOW), replacing=None)
+
+    assert first.changed
+    assert not second.changed
+    assert second.record.watch_id == "watch-a"
+
+
+def test_take_step_gives_each_step_to_one_token(store: BatchStore) -> None:
     watched(store)
 
-    assert not store.advance_watch("batch_r1", "watch-1", 3, "step-3").changed
+    won = store.take_step("batch_r1", "watch-1", 1, "step-1a")
+    lost = store.take_step("batch_r1", "watch-1", 1, "step-1b")  # a second check 1
+
+    assert won.changed
+    assert not lost.changed
+    assert (lost.record.poll_attempt, lost.record.poll_step) == (1, "step-1a")
     stored = store.get("batch_r1")
     assert stored is not None
-    assert stored.poll_attempt == 1
+    assert (stored.poll_attempt, stored.poll_step) == (1, "step-1a")
 
 
-def test_advance_watch_rejects_a_stale_chain(store: BatchStore) -> None:
+def test_take_step_skips_no_step(store: BatchStore) -> None:
+    watched(store)
+
+    assert not store.take_step("batch_r1", "watch-1", 2, "step-2").changed
+    stored = store.get("batch_r1")
+    assert stored is not None
+    assert stored.poll_attempt == 0
+
+
+def test_take_step_rejects_a_stale_chain(store: BatchStore) -> None:
     watched(store, "watch-old")
-    store.save_batch("batch_r1", batch("cancelling"), watch=Watch("watch-new", NOW, "step-1"))
+    store.start_watch("batch_r1", Watch("watch-new", NOW), replacing="watch-old")
 
-    assert not store.advance_watch("batch_r1", "watch-old", 2, "step-2").changed
+    assert not store.take_step("batch_r1", "watch-old", 1, "step-1").changed
     stored = store.get("batch_r1")
     assert stored is not None
-    assert stored.watch_id == "watch-new"
-    assert stored.poll_attempt == 1
+    assert (stored.watch_id, stored.poll_attempt) == ("watch-new", 0)
 
 
 def test_mark_stalled_owes_one_stalled_event_and_never_twice(
@@ -395,6 +405,7 @@ def test_mark_stalled_owes_one_stalled_event_and_never_twice(
     watched(store)
 
     first = store.mark_stalled("batch_r1", "watch-1")
+    assert first.record.stalled_watch == "watch-1"
     second = store.mark_stalled("batch_r1", "watch-1")
     ledger.mark_announced("batch_r1", STALLED)
     third = store.mark_stalled("batch_r1", "watch-1")
