@@ -265,12 +265,7 @@ def create_resources(
     function for the test to read, `receipts` the template's receipts rule."""
     suffix = uuid.uuid4().hex[:10]
     table = f"{prefix}batches-{suffix}"
-    client("dynamodb", dynamodb_endpoint or aws_endpoint).create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "batch_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "batch_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_batches_table(client("dynamodb", dynamodb_endpoint or aws_endpoint), table)
     sqs = client("sqs", aws_endpoint)
     dlq_url = sqs.create_queue(QueueName=f"{prefix}cancel-dlq-{suffix}")["QueueUrl"]
     redrive = {"deadLetterTargetArn": queue_arn(sqs, dlq_url), "maxReceiveCount": max_receive_count}
@@ -299,6 +294,17 @@ def create_resources(
         Name=secret, SecretString=json.dumps({"api_key": api_key})
     )
     return Resources(table, queue_url, dlq_url, bus, secret, capture_url)
+
+
+def create_batches_table(dynamodb: Any, name: str) -> str:
+    """A table shaped like template.yaml's BatchesTable (its key; indexes are not needed)."""
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "batch_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "batch_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return name
 
 
 def is_receipt(body: object) -> bool:

@@ -15,6 +15,7 @@ from botocore.exceptions import (
 )
 
 from batch_canceller.announce_protocol import PutOutcome
+from batch_canceller.deadline import FINISH_SECONDS, Deadline
 from batch_canceller.json_values import dumps
 from batch_canceller.records import BatchRecord
 from batch_canceller.statuses import DetailType
@@ -27,6 +28,10 @@ PUT_EVENTS_MAX_ENTRIES = 10
 PUT_EVENTS_MAX_BYTES = 200 * 1024
 # A summary event (not exactly-once: a repeat is harmless) is worth a few tries.
 SUMMARY_ATTEMPTS = 3
+# The EventBridge client's timeouts (service.events_config), and so the longest one PutEvents.
+EVENTS_CONNECT_SECONDS = 1
+EVENTS_READ_SECONDS = 3
+EVENTS_CALL_SECONDS = EVENTS_CONNECT_SECONDS + EVENTS_READ_SECONDS
 
 
 @dataclass(frozen=True)
@@ -91,10 +96,13 @@ class EventPublisher:
             return [PutOutcome.UNKNOWN] * len(entries)
         return [_entry_outcome(result) for result in results]
 
-    def put_detail(self, detail_type: str, detail: dict[str, Any]) -> bool:
-        """A one-off event outside the ledger (a sweep's summary), retried a few times."""
+    def put_detail(self, detail_type: str, detail: dict[str, Any], deadline: Deadline) -> bool:
+        """A one-off event outside the ledger (a sweep's summary), tried a few times while the
+        invocation has time for it."""
         announcement = Announcement("", detail_type, detail)
         for _ in range(SUMMARY_ATTEMPTS):
+            if not deadline.leaves(FINISH_SECONDS + EVENTS_CALL_SECONDS):
+                return False
             if self.put([announcement]) == [PutOutcome.ACCEPTED]:
                 return True
         return False

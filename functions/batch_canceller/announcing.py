@@ -25,17 +25,20 @@ from batch_canceller.announce_protocol import (
     after_put,
     decide,
 )
-from batch_canceller.announcer import Announcement, EventPublisher, announcement_from
+from batch_canceller.announcer import (
+    EVENTS_CALL_SECONDS,
+    Announcement,
+    EventPublisher,
+    announcement_from,
+)
 from batch_canceller.commands import PublicationReceipt
 from batch_canceller.concurrency import MapFn
-from batch_canceller.deadline import Deadline
+from batch_canceller.deadline import FINISH_SECONDS, Deadline
 from batch_canceller.event_ledger import EventLedger
 from batch_canceller.observability import Tally, logger
 from batch_canceller.work import WorkResult
 
 EventKey = tuple[str, str]  # (batch ID, detail type)
-# What must be left of the invocation to start a PutEvents or a write and still answer Lambda.
-FINISH_SECONDS = 1.5
 RESEND_PAUSE_SECONDS = 0.2
 
 
@@ -172,7 +175,7 @@ class Announcer:
         self, chunk: list[OwedEvent], deadline: Deadline, lease: float
     ) -> list[tuple[EventKey, Verdict]]:
         """PutEvents for one chunk, resending refused entries, then each entry settled."""
-        if not deadline.leaves(FINISH_SECONDS):
+        if not deadline.leaves(FINISH_SECONDS + EVENTS_CALL_SECONDS):
             # No time for it: the claims are this run's until the lease ends, so the messages
             # come back then and publish.
             later = Verdict(False, max(0.0, lease - self._now()), "not announced: deadline")
@@ -184,7 +187,9 @@ class Announcer:
             outcomes = self._publisher.put([event.announcement for event in sending])
             resend = []
             for event, outcome in zip(sending, outcomes, strict=True):
-                time_left = deadline.leaves(FINISH_SECONDS + RESEND_PAUSE_SECONDS * attempts)
+                time_left = deadline.leaves(
+                    FINISH_SECONDS + EVENTS_CALL_SECONDS + RESEND_PAUSE_SECONDS * attempts
+                )
                 step = after_put(outcome, attempts, time_left)
                 if step is Settle.RESEND:
                     resend.append(event)

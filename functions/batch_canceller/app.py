@@ -39,8 +39,9 @@ from batch_canceller.queue import (
 from batch_canceller.records import utc_now
 from batch_canceller.work import CancelWork, Work, WorkItem, WorkResult
 
-# A receipt that could not be recorded comes back this soon.
-RECEIPT_RETRY_SECONDS = 5.0
+# A receipt that could not be recorded comes back this soon, by its receive count: well within
+# the lease's grace at first, then spread over the rest of the queue's five receives.
+RECEIPT_RETRY_SECONDS = (5.0, 10.0, 20.0, 60.0)
 # Runs a request that is not per-batch work (a sweep, a scheduled cancellation); returns a summary.
 SideRequestRunner = Callable[[Any, Deadline], dict[str, Any]]
 
@@ -76,18 +77,21 @@ class Application:
         nonce = self.new_nonce()
         # Receipts first: an event they confirm is not announced again by work in this batch.
         receipts = [
-            (message.message_id, receipt)
+            (message, receipt)
             for message in messages
             if (receipt := self._own_receipt(message)) is not None
         ]
         if receipts:
             handled = self.processor.confirm([receipt for _, receipt in receipts])
-            for (message_id, _), ok in zip(receipts, handled, strict=True):
+            for (message, _), ok in zip(receipts, handled, strict=True):
                 if not ok:
-                    # Back soon, well within the lease's grace, not after the visibility
-                    # timeout: by then its publisher's message may have published again.
-                    failed.add(message_id)
-                    come_back_after[message_id] = RECEIPT_RETRY_SECONDS
+                    # Back soon, not after the visibility timeout: by then its publisher's
+                    # message may have taken the lapsed claim over and published again.
+                    failed.add(message.message_id)
+                    delays = RECEIPT_RETRY_SECONDS
+                    come_back_after[message.message_id] = delays[
+                        min(message.receive_count, len(delays)) - 1
+                    ]
         items: list[WorkItem] = []
         for message in messages:
             try:
@@ -102,18 +106,32 @@ class Application:
             delivery = Delivery(message.message_id, nonce)
             items.extend(WorkItem(work, delivery) for work in accepted)
         results = self.processor.run(items, deadline)
+        unfinished: dict[str, list[WorkResult]] = {}
         for result in results:
-            message_id = result.delivery.message_id
             if result.failed:
-                failed.add(message_id)
-            if result.retry_after is not None:
-                come_back_after[message_id] = max(
-                    result.retry_after, come_back_after.get(message_id, 0.0)
-                )
+                unfinished.setdefault(result.delivery.message_id, []).append(result)
+        for message_id, left in unfinished.items():
+            if all(result.outcome == "deferred" for result in left) and self._requeued(left):
+                continue  # the part not started goes on as a message of its own
+            failed.add(message_id)
+            waits = [result.retry_after for result in left if result.retry_after is not None]
+            if waits:
+                come_back_after[message_id] = max(waits)
         self._postpone(messages, come_back_after)
         self._log_outcomes(results)
         # The contract of ReportBatchItemFailures: only these messages come back.
         return {"batchItemFailures": [{"itemIdentifier": mid} for mid in sorted(failed)]}
+
+    def _requeued(self, deferred: list[WorkResult]) -> bool:
+        """Work not started for lack of time, sent on as a new message: coming back whole, a
+        message bigger than one invocation would start again from its first ID each time and
+        never finish (and end in the DLQ)."""
+        try:
+            self._requeue(deferred)
+        except Exception as exc:
+            logger.warning("deferred work not requeued", extra={"why": type(exc).__name__})
+            return False
+        return True
 
     def _own_receipt(self, message: InboundMessage) -> PublicationReceipt | None:
         """The message as a receipt of this function's own event (its source), if it is one."""

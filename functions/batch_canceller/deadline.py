@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 # Time kept back for writing results, publishing events and answering Lambda.
 DEFAULT_RESERVE_SECONDS = 5.0
+# What must be left of the invocation to start one more call and still answer Lambda.
+FINISH_SECONDS = 1.5
 
 
 class Deadline:

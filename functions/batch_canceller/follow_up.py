@@ -28,7 +28,11 @@ class PollSettings:
         return int(max(0, min(growing, math.ceil(left))))
 
     def timed_out(self, check: StatusCheck, now: datetime) -> bool:
-        return (now - check.since).total_seconds() >= self.timeout_seconds
+        return self.expired(check.since, now)
+
+    def expired(self, since: datetime | None, now: datetime) -> bool:
+        """A watch that started at `since` has run out (one with no start has not)."""
+        return since is not None and (now - since).total_seconds() >= self.timeout_seconds
 
 
 class CheckStep(Enum):

@@ -28,6 +28,7 @@ class InboundMessage:
     error: str | None = None
     receipt_handle: str | None = None  # SQS only: lets the function postpone the message
     sent_at: datetime | None = None  # when the sender sent it (SQS SentTimestamp, event time)
+    receive_count: int = 1  # SQS ApproximateReceiveCount: this is its n-th delivery
 
 
 def source_of(event: object) -> Source:
@@ -59,6 +60,7 @@ def from_sqs(event: Mapping[str, Any]) -> list[InboundMessage]:
                 parsed,
                 receipt_handle=handle if isinstance(handle, str) else None,
                 sent_at=_from_epoch_ms(sent),
+                receive_count=_count(attributes),
             )
         )
     return messages
@@ -92,6 +94,14 @@ def _parse(message_id: str, source: Source, raw: str, parse: Any) -> InboundMess
     except InvalidInput as exc:
         return InboundMessage(message_id, source, raw, error=str(exc))
     return InboundMessage(message_id, source, raw, request=request)
+
+
+def _count(attributes: object) -> int:
+    raw = attributes.get("ApproximateReceiveCount") if isinstance(attributes, Mapping) else None
+    try:
+        return max(1, int(str(raw)))
+    except ValueError:
+        return 1
 
 
 def _from_epoch_ms(value: object) -> datetime | None:

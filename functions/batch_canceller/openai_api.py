@@ -25,6 +25,8 @@ from batch_canceller.retry_policy import RetryPolicy, is_retryable_status, retry
 USER_AGENT = f"batch-canceller/{__version__} urllib3/{version('urllib3')}"
 CONNECT_TIMEOUT_SECONDS = 5.0
 READ_TIMEOUT_SECONDS = 30.0
+# An answer larger than this is not a Batch or a page of them.
+MAX_BODY_BYTES = 16 * 1024 * 1024
 # No request starts unless at least this much usable time is left.
 MIN_REQUEST_SECONDS = 1.0
 # A 401 refreshes the key from Secrets Manager at most this often per container.
@@ -231,7 +233,9 @@ class OpenAIBatchClient:
                 timeout=timeout,
                 retries=False,
                 redirect=False,
+                preload_content=False,
             )
+            data = _read_body(raw, started + min(READ_TIMEOUT_SECONDS, usable))
         except _NETWORK_ERRORS as exc:
             self._observer.api_call(operation, None, time.perf_counter() - started)
             return _Failure(_describe_network_error(exc), self._retry.backoff(attempt, self._rng))
@@ -245,7 +249,7 @@ class OpenAIBatchClient:
                 f"HTTP {raw.status} (request {request_id})", wait, raw.status, request_id
             )
         try:
-            body = _parse_json(raw.data)
+            body = _parse_json(data)
         except ValueError:
             if 200 <= raw.status < 300:
                 return _Failure(
@@ -264,6 +268,31 @@ class OpenAIBatchClient:
                 return self._api_key.get()
             self._last_key_refresh = now
             return self._api_key.get(refresh=True)
+
+
+def _read_body(raw: urllib3.BaseHTTPResponse, until: float) -> bytes:
+    """The whole body, or a timeout once `until` (perf_counter) has passed: urllib3's read
+    timeout bounds each wait for bytes, not the answer, which a slow gateway can trickle."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while chunk := raw.read1(65536):
+            chunks.append(chunk)
+            size += len(chunk)
+            _check_progress(size, until)
+    except BaseException:
+        raw.close()  # what is left unread must not reach the next request on this connection
+        raise
+    finally:
+        raw.release_conn()
+    return b"".join(chunks)
+
+
+def _check_progress(size: int, until: float) -> None:
+    if size > MAX_BODY_BYTES:
+        raise urllib3.exceptions.ProtocolError("answer larger than 16 MiB")
+    if time.perf_counter() > until:
+        raise urllib3.exceptions.ReadTimeoutError(None, "", "answer too slow")  # type: ignore[arg-type]
 
 
 def _parse_json(data: bytes) -> Any:

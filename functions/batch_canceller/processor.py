@@ -16,16 +16,10 @@ from datetime import datetime
 from functools import partial
 
 from batch_canceller.announce_protocol import RECEIPT_GRACE_SECONDS
-from batch_canceller.announcing import (
-    FINISH_SECONDS,
-    Announcer,
-    EventKey,
-    Verdict,
-    owed_events,
-)
+from batch_canceller.announcing import Announcer, EventKey, Verdict, owed_events
 from batch_canceller.commands import PublicationReceipt
 from batch_canceller.concurrency import MapFn
-from batch_canceller.deadline import Deadline
+from batch_canceller.deadline import FINISH_SECONDS, Deadline
 from batch_canceller.follow_up import PollSettings
 from batch_canceller.observability import Tally
 from batch_canceller.queue import OutgoingMessage, QueueSender

@@ -2,7 +2,7 @@
 
 Bookkeeping (docs/exactly-once.md): the event ledger (`pending_events`, `announced_events`, one
 `claim <detail type>` per owed event) and the status-check chain following a `cancelling` batch
-(`watch_id`, `watch_since`, `poll_attempt`, `poll_step`, `stalled_watch`).
+(`watch_id`, `watch_since`, `poll_attempt`, `poll_step`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ class BatchRecord:
     watch_since: datetime | None = None
     poll_attempt: int = 0
     poll_step: str | None = None
-    stalled_watch: str | None = None
     claims: Mapping[str, Claim] = field(default_factory=dict)
 
     @classmethod
@@ -54,7 +53,6 @@ class BatchRecord:
             watch_since=datetime.fromisoformat(since) if since else None,
             poll_attempt=int(item.get("poll_attempt", 0)),
             poll_step=item.get("poll_step"),
-            stalled_watch=item.get("stalled_watch"),
             claims={
                 key.removeprefix(CLAIM_PREFIX): Claim(str(value["token"]), float(value["expires"]))
                 for key, value in item.items()

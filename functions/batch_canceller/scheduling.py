@@ -90,7 +90,9 @@ class CancellationScheduler:
 
     def _requeue(self, batch_ids: Sequence[str], at: datetime, command: CancelCommand) -> None:
         assert self._queue is not None
-        body: dict[str, Any] = {"batch_ids": list(batch_ids), "cancel_at": at.isoformat()}
+        body: dict[str, Any] = {"batch_ids": list(batch_ids)}
+        if at > self._clock():
+            body["cancel_at"] = at.isoformat()  # else it is due: a plain cancel, done on arrival
         if command.reason is not None:
             body["reason"] = command.reason
         if command.requested_by is not None:
@@ -102,10 +104,12 @@ class CancellationScheduler:
         if self._role_arn is None:
             raise InvalidInput("cancel_at is not available: SCHEDULER_ROLE_ARN is not configured")
         assert command.cancel_at is not None  # only scheduled commands come here
-        at = command.cancel_at.astimezone(UTC).replace(microsecond=0)
         now = self._clock()
-        if at <= now:
-            raise InvalidInput(f"cancel_at {at.isoformat()} is in the past")
+        if command.cancel_at <= now:
+            raise InvalidInput(f"cancel_at {command.cancel_at.isoformat()} is in the past")
+        # Schedules take whole seconds: the next one, never a moment before the time asked for.
+        exact = command.cancel_at.astimezone(UTC)
+        at = exact.replace(microsecond=0) + timedelta(seconds=1 if exact.microsecond else 0)
         if at - now > MAX_SCHEDULE_AHEAD:
             raise InvalidInput(
                 f"cancel_at {at.isoformat()} is more than {MAX_SCHEDULE_AHEAD.days} days ahead"

@@ -10,7 +10,11 @@ from typing import TYPE_CHECKING
 import boto3
 from botocore.config import Config
 
-from batch_canceller.announcer import EventPublisher
+from batch_canceller.announcer import (
+    EVENTS_CONNECT_SECONDS,
+    EVENTS_READ_SECONDS,
+    EventPublisher,
+)
 from batch_canceller.announcing import Announcer
 from batch_canceller.api_key import ApiKeySource, RememberedKeys, SecretsManagerApiKey
 from batch_canceller.app import Application
@@ -48,8 +52,14 @@ def events_config(max_in_flight: int) -> Config:
     """PutEvents is not idempotent: one attempt per call, so that a request the bus accepted
     but answered late is never sent again behind the announce protocol's back (it resends
     only entries the bus refused, and keeps the claim of one whose outcome is not known)."""
+    # PutEvents answers in tens of milliseconds; a short timeout keeps a stuck call inside the
+    # time the invocation keeps for it (EVENTS_CALL_SECONDS), and its outcome is then not known.
     return aws_config(max_in_flight).merge(
-        Config(retries={"mode": "standard", "total_max_attempts": 1})
+        Config(
+            retries={"mode": "standard", "total_max_attempts": 1},
+            connect_timeout=EVENTS_CONNECT_SECONDS,
+            read_timeout=EVENTS_READ_SECONDS,
+        )
     )
 
 

@@ -114,7 +114,7 @@ class BatchStore(ItemTable):
     def mark_stalled(self, batch_id: str, watch_id: str, claim: Claim | None = None) -> SaveResult:
         """The chain `watch_id` timed out while the batch is still `cancelling`: owe the stall."""
         stalled = DetailType.CANCEL_STALLED.value
-        sets = ["stalled_at = :now", "stalled_watch = :watch", "updated_at = :now"]
+        sets = ["stalled_at = :now", "updated_at = :now"]
         names = {"#status": "status"}
         values: dict[str, Any] = {
             ":now": to_attribute(iso(self._clock())),
@@ -136,7 +136,7 @@ class BatchStore(ItemTable):
     # -- the status-check chain ----------------------------------------------------------
 
     def start_watch(self, batch_id: str, watch: Watch, replacing: str | None) -> SaveResult:
-        """Start a new chain in place of `replacing` (the chain that stalled, or None: no chain
+        """Start a new chain in place of `replacing` (a chain that timed out, or None: no chain
         yet). Conditional on that, so of several deliveries doing it at once one starts it;
         the record it returns names the chain that follows the batch either way."""
         condition = "attribute_not_exists(watch_id)" if replacing is None else "watch_id = :old"

@@ -84,7 +84,7 @@ class Sweeper:
             "complete": complete,
         }
         logger.info("sweep completed", extra={"sweep": summary})
-        if not self._publisher.put_detail(DetailType.SWEEP_COMPLETED.value, summary):
+        if not self._publisher.put_detail(DetailType.SWEEP_COMPLETED.value, summary, deadline):
             logger.warning("sweep summary event not accepted by EventBridge")
         answer = dict(summary)
         if sweep.dry_run:

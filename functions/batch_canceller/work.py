@@ -19,7 +19,6 @@ from batch_canceller.follow_up import CheckStep, PollSettings, classify
 from batch_canceller.observability import Tally, logger
 from batch_canceller.openai_api import MIN_REQUEST_SECONDS, ApiResponse, TransientApiError
 from batch_canceller.records import BatchRecord, Watch, iso
-from batch_canceller.statuses import DetailType
 from batch_canceller.store import BatchStore
 
 
@@ -141,9 +140,9 @@ class WorkRunner:
         if record.status != "cancelling":
             result = WorkResult(work, item.delivery, record.status or "unknown", None, record)
             return replace(result, claimed=saved.claimed)
-        if record.watch_id is None or _stalled_chain(record):
-            # No chain yet (a stale answer did not write one), or the chain stalled: a new one,
-            # whose clock starts now after a stall.
+        if record.watch_id is None or self._poll.expired(record.watch_since, now):
+            # No chain yet (a stale answer did not write one), or the chain timed out (it
+            # stalled, or will when its next check arrives): a new one, its clock from now.
             replacing = record.watch_id
             watch = Watch(uuid.uuid4().hex, now)
             record = self._store.start_watch(work.batch_id, watch, replacing).record
@@ -234,7 +233,7 @@ class WorkRunner:
         if isinstance(value, str):
             return self._redact(value)
         if isinstance(value, dict):
-            return {key: self._redacted(item) for key, item in value.items()}
+            return {self._redacted(key): self._redacted(item) for key, item in value.items()}
         if isinstance(value, list):
             return [self._redacted(item) for item in value]
         return value
@@ -242,14 +241,6 @@ class WorkRunner:
     @staticmethod
     def _failed(item: WorkItem, outcome: str, failure: str) -> WorkResult:
         return WorkResult(item.work, item.delivery, outcome, failure)
-
-
-def _stalled_chain(record: BatchRecord) -> bool:
-    """The chain following the batch is the one that stalled (its stall owed or announced): a
-    new cancel request gets a new chain."""
-    stalled = DetailType.CANCEL_STALLED.value
-    owed_or_announced = stalled in record.pending_events or stalled in record.announced_events
-    return owed_or_announced and record.stalled_watch == record.watch_id
 
 
 def says_cannot_cancel(answer: ApiResponse) -> bool:

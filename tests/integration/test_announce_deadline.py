@@ -22,20 +22,11 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
-
-import pytest
 
 from infra.openai_emulator import OpenAIEmulator
-from tests.support import API_KEY, Stack, context, failed_ids, sqs_event
+from tests.support import Stack, context, failed_ids, sqs_event
 
 INVOCATION_SECONDS = 12.0
-
-
-@pytest.fixture
-def instant_emulator() -> Iterator[OpenAIEmulator]:
-    with OpenAIEmulator(api_keys={API_KEY}, cancel_delay_seconds=0) as emu:
-        yield emu
 
 
 def test_the_announce_phase_fits_in_the_deadline_reserve(
@@ -60,10 +51,11 @@ def test_the_announce_phase_fits_in_the_deadline_reserve(
         f"the invocation took {took:.1f} s of its {INVOCATION_SECONDS} s "
         f"({announced} events announced after the work phase)"
     )
-    # AND nothing was dropped: a batch was announced once, or its message comes back
+    # AND nothing was dropped: a batch was announced once, or its message comes back, or it
+    # is in a command queued for the part not started
     counts = Counter(e["detail"]["batch_id"] for e in stack.events_of("Batch Cancelled"))
     assert set(counts.values()) <= {1}
-    event = answer_event
-    for record, body in zip(event["Records"], bodies, strict=True):
-        if not set(json.loads(body)["batch_ids"]) <= set(counts):
-            assert record["messageId"] in failed_ids(answer)
+    queued = {i for body in stack.drain_queue() for i in body.get("batch_ids", [])}
+    for record, body in zip(answer_event["Records"], bodies, strict=True):
+        left = set(json.loads(body)["batch_ids"]) - set(counts) - queued
+        assert not left or record["messageId"] in failed_ids(answer)

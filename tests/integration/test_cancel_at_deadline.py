@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-
-import pytest
 
 from infra.fault_proxy import FaultProxy, Rule
 from infra.openai_emulator import OpenAIEmulator
@@ -27,12 +24,6 @@ from tests.support import Stack, client, context, sqs_event
 
 ROLE = "arn:aws:iam::123456789012:role/batch-canceller-scheduler"
 INVOCATION_SECONDS = 8.0
-
-
-@pytest.fixture
-def proxy(moto_url: str) -> Iterator[FaultProxy]:
-    with FaultProxy(upstream=moto_url) as running:
-        yield running
 
 
 def test_a_cancel_at_command_does_not_run_past_the_invocation_deadline(

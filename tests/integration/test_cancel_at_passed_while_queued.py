@@ -17,22 +17,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-
-import pytest
 
 from infra.fault_proxy import FaultProxy, Rule
 from infra.openai_emulator import OpenAIEmulator
 from tests.support import Stack, client, context, failed_ids, sqs_event
 
 ROLE = "arn:aws:iam::123456789012:role/batch-canceller-scheduler"
-
-
-@pytest.fixture
-def proxy(moto_url: str) -> Iterator[FaultProxy]:
-    with FaultProxy(upstream=moto_url) as running:
-        yield running
 
 
 def test_a_cancel_at_command_redelivered_after_its_time_still_cancels(

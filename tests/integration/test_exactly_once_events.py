@@ -4,29 +4,13 @@ deadline (the protocol: docs/exactly-once.md; races and crashes: test_exactly_on
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-
-import pytest
 
 from infra.fault_proxy import FaultProxy, Rule
 from infra.openai_emulator import OpenAIEmulator
-from tests.support import API_KEY, Stack, context, failed_ids, later, sqs_event
+from tests.support import Stack, context, failed_ids, later, sqs_event
 
 # A context of 60 s plus the 60 s receipt grace: a claim written now lapses within this.
 PAST_THE_LEASE = 121
-
-
-@pytest.fixture
-def instant_emulator() -> Iterator[OpenAIEmulator]:
-    """Cancels take effect at once, so one invocation reaches `cancelled`."""
-    with OpenAIEmulator(api_keys={API_KEY}, cancel_delay_seconds=0) as emu:
-        yield emu
-
-
-@pytest.fixture
-def proxy(moto_url: str) -> Iterator[FaultProxy]:
-    with FaultProxy(upstream=moto_url) as running:
-        yield running
 
 
 def test_duplicate_delivery_announces_nothing_new(
@@ -156,26 +140,32 @@ def test_entries_put_events_refused_are_resent_and_each_batch_announced_once(
         assert len(stack.events_of("Batch Cancelled", batch["id"])) == 1
 
 
-def test_deadline_returns_early_with_the_rest_reported_and_nothing_lost(
+def test_deadline_returns_early_and_what_was_not_started_goes_on_as_a_message(
     stack: Stack, instant_emulator: OpenAIEmulator
 ) -> None:
     # GIVEN a slow API and a command too large for the time left
     batches = instant_emulator.seed_many(12, status="in_progress")
     instant_emulator.latency_seconds = 0.4
     app = stack.app(instant_emulator.base_url, MAX_IN_FLIGHT="2")
-    event = sqs_event(json.dumps({"batch_ids": [b["id"] for b in batches]}))
+    event = sqs_event(json.dumps({"batch_ids": [b["id"] for b in batches], "reason": "cut"}))
     short = context(seconds=7.5)  # 5 s are reserved, ~2.5 s usable: not enough for all 12
 
     answer = app.handle(event, short)
 
+    # THEN it answers in time; the message is done, and the IDs it did not start are queued
+    # as a command of their own (back whole, a message bigger than one invocation would
+    # start from its first ID every time and never finish)
     assert short.get_remaining_time_in_millis() > 0, "returned before the deadline"
-    assert failed_ids(answer) == {event["Records"][0]["messageId"]}
+    assert failed_ids(answer) == set()
     done_first = {e["detail"]["batch_id"] for e in stack.events_of("Batch Cancelled")}
     assert 0 < len(done_first) < 12
+    [rest] = stack.drain_queue()
+    assert set(rest["batch_ids"]) == {b["id"] for b in batches} - done_first
+    assert rest["reason"] == "cut"
 
-    # WHEN the message comes back with enough time
+    # WHEN that command is handled with enough time
     instant_emulator.latency_seconds = 0.0
-    again = app.handle(event, context())
+    again = app.handle(sqs_event(json.dumps(rest)), context())
 
     # THEN every batch is cancelled and announced exactly once
     assert failed_ids(again) == set()

@@ -7,7 +7,7 @@ The first four tests are the sequences an independent review used to publish an 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -29,18 +29,6 @@ from tests.support import (
 )
 
 VISIBILITY_TIMEOUT = 1020  # template.yaml's CancelQueue: a redelivery after a crash comes then
-
-
-@pytest.fixture
-def instant_emulator() -> Iterator[OpenAIEmulator]:
-    with OpenAIEmulator(api_keys={API_KEY}, cancel_delay_seconds=0) as emu:
-        yield emu
-
-
-@pytest.fixture
-def proxy(moto_url: str) -> Iterator[FaultProxy]:
-    with FaultProxy(upstream=moto_url) as running:
-        yield running
 
 
 def at_once(*calls: Callable[[], dict[str, Any]]) -> list[dict[str, Any]]:

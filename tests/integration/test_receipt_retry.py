@@ -21,27 +21,13 @@ The receipt was delivered within the grace; one quick retry of it would have pre
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from infra.fault_proxy import FaultProxy, Rule
 from infra.openai_emulator import OpenAIEmulator
-from tests.support import API_KEY, Crash, DyingSession, LocalAws, client, context, later, sqs_event
+from tests.support import Crash, DyingSession, LocalAws, client, context, later, sqs_event
 
 VISIBILITY_TIMEOUT = 1020  # template.yaml's CancelQueue
-
-
-@pytest.fixture
-def instant_emulator() -> Iterator[OpenAIEmulator]:
-    with OpenAIEmulator(api_keys={API_KEY}, cancel_delay_seconds=0) as emu:
-        yield emu
-
-
-@pytest.fixture
-def proxy(moto_url: str) -> Iterator[FaultProxy]:
-    with FaultProxy(upstream=moto_url) as running:
-        yield running
 
 
 def test_a_receipt_that_arrived_in_time_prevents_the_second_publication(

@@ -4,28 +4,37 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
+from typing import Any
 
 import pytest
 
+from batch_canceller.api_key import SecretsManagerApiKey
+from batch_canceller.service import build_application
 from infra.openai_emulator import Fault, OpenAIEmulator
 from infra.servers import BackgroundHTTPServer
-from tests.support import API_KEY, SECRETS, Stack, context, sqs_event
+from tests.support import API_KEY, ROTATED_API_KEY, SECRETS, Stack, client, context, sqs_event
 
 
 class _EchoingGateway(BaseHTTPRequestHandler):
-    """A misbehaving gateway that quotes the request's Authorization header in its error."""
+    """A misbehaving gateway that quotes the request's Authorization header in its error: in
+    the message, or (`mode = "code"`) in `error.code`; `on_request` runs before it answers."""
+
+    mode = "message"
+    on_request: Any = None
 
     def do_POST(self) -> None:
-        body = json.dumps(
-            {
-                "error": {
-                    "message": f"bad request with {self.headers.get('Authorization')}",
-                    "type": "x",
-                }
-            }
-        ).encode()
+        if type(self).on_request is not None:
+            type(self).on_request()
+        quoted = f"bad request with {self.headers.get('Authorization')}"
+        error = (
+            {"message": quoted, "type": "x"}
+            if self.mode == "message"
+            else {"message": "bad request", "type": "invalid_request_error", "code": quoted}
+        )
+        body = json.dumps({"error": error}).encode()
         self.send_response(400)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))
@@ -37,10 +46,18 @@ class _EchoingGateway(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def echoing_gateway() -> Iterator[str]:
-    server = BackgroundHTTPServer(("127.0.0.1", 0), _EchoingGateway).start("echoing-gateway")
-    yield f"http://127.0.0.1:{server.port}/v1"
+def gateway() -> Iterator[type[_EchoingGateway]]:
+    """The echoing gateway's handler class (set `mode`, `on_request`); its URL is `.url`."""
+    handler = type("Gateway", (_EchoingGateway,), {})
+    server = BackgroundHTTPServer(("127.0.0.1", 0), handler).start("echoing-gateway")
+    handler.url = f"http://127.0.0.1:{server.port}/v1"  # type: ignore[attr-defined]
+    yield handler
     server.stop()
+
+
+@pytest.fixture
+def echoing_gateway(gateway: type[_EchoingGateway]) -> str:
+    return str(gateway.url)  # type: ignore[attr-defined]
 
 
 def test_key_appears_nowhere_across_every_outcome(
@@ -91,3 +108,49 @@ def test_key_appears_nowhere_across_every_outcome(
     for where, text in produced.items():
         for secret in SECRETS:
             assert secret not in text, f"the API key leaked into {where}"
+
+
+# -- found by an adversarial review: a key rotated while a request was in flight (the cache
+# expired before the answer was redacted, so the old key, the one the gateway quoted, was not
+# replaced), and a key quoted in `error.code` (stored and published without redaction) --------
+
+
+def leaked(stack: Stack, batch_id: str) -> list[str]:
+    places = {
+        "record": json.dumps(stack.item(batch_id), default=str),
+        "events": json.dumps(stack.events(), default=str),
+    }
+    return [where for where, text in places.items() if API_KEY in text]
+
+
+def test_a_key_rotated_during_the_request_is_still_redacted(
+    stack: Stack, gateway: type[_EchoingGateway]
+) -> None:
+    secrets = client("secretsmanager", stack.endpoint)
+
+    def rotate_and_let_the_cache_expire() -> None:
+        secrets.put_secret_value(
+            SecretId=stack.secret_id, SecretString=json.dumps({"api_key": ROTATED_API_KEY})
+        )
+        time.sleep(1.2)
+
+    gateway.on_request = staticmethod(rotate_and_let_the_cache_expire)
+    key = SecretsManagerApiKey(
+        stack.secret_id, lambda: client("secretsmanager", stack.endpoint), max_age_seconds=1
+    )
+    app = build_application(stack.settings(gateway.url), api_key=key)  # type: ignore[attr-defined]
+
+    app.handle(sqs_event("batch_rotating"), context())
+
+    assert leaked(stack, "batch_rotating") == []
+
+
+def test_a_key_quoted_in_the_error_code_is_redacted(
+    stack: Stack, gateway: type[_EchoingGateway]
+) -> None:
+    gateway.mode = "code"
+    app = stack.app(gateway.url)  # type: ignore[attr-defined]
+
+    app.handle(sqs_event("batch_quoted"), context())
+
+    assert leaked(stack, "batch_quoted") == []

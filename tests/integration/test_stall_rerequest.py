@@ -21,31 +21,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from infra.fault_proxy import FaultProxy, Rule
 from infra.openai_emulator import OpenAIEmulator
-from tests.support import API_KEY, Stack, context, sqs_event
+from tests.support import Stack, context, sqs_event
 
 POLL = {
     "POLL_INITIAL_DELAY_SECONDS": "0",
     "POLL_MAX_DELAY_SECONDS": "0",
     "POLL_TIMEOUT_SECONDS": "2",
 }
-
-
-@pytest.fixture
-def slow_emulator() -> Iterator[OpenAIEmulator]:
-    with OpenAIEmulator(api_keys={API_KEY}, cancel_delay_seconds=3600) as emu:
-        yield emu
-
-
-@pytest.fixture
-def proxy(moto_url: str) -> Iterator[FaultProxy]:
-    with FaultProxy(upstream=moto_url) as running:
-        yield running
 
 
 def checks(stack: Stack) -> list[dict]:

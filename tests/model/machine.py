@@ -16,6 +16,7 @@ import itertools
 import json
 import uuid
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 import boto3
@@ -49,6 +50,7 @@ from tests.model.world import (
     ModelQueue,
     plain_item,
 )
+from tests.support import create_batches_table
 
 FUNCTION_TIMEOUT = 120.0  # template.yaml
 GRACE = 60.0  # RECEIPT_GRACE_SECONDS
@@ -95,12 +97,7 @@ class AnnounceModel(RuleBasedStateMachine):
             config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
         )
         self.table = f"model-{uuid.uuid4().hex[:12]}"
-        self.dynamodb.create_table(
-            TableName=self.table,
-            KeySchema=[{"AttributeName": "batch_id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "batch_id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_batches_table(self.dynamodb, self.table)
         self.queue = ModelQueue(self.clock, visibility_timeout=1020)
         self.bus = ModelBus(self.clock, self.queue, self.read_item, LEASE + GRACE)
 
@@ -373,6 +370,46 @@ class AnnounceModel(RuleBasedStateMachine):
             f"valid messages dead-lettered: {self.queue.dead_letters}"
         )
 
+    @invariant()
+    def the_status_check_chain_never_forks(self) -> None:
+        assert not self.chain_violations, self.chain_violations
+
+    @invariant()
+    def every_cancelling_batch_is_followed(self) -> None:
+        """While nothing runs, a batch the record says is `cancelling` has a message that will
+        touch its chain: a check for the chain's next step, the current step's own check (its
+        delivery died or failed before sending the next), or a cancel request (which sends a
+        check). Only a chain that timed out may end (it stalls; a later cancel restarts it)."""
+        if self.running():
+            return
+        for batch_id in self.api.batches:
+            item = self.read_item(batch_id) or {}
+            if item.get("status") != "cancelling":
+                continue
+            since = item.get("watch_since")
+            started = datetime.fromisoformat(since).timestamp() if since else self.clock.now
+            if self.clock.now - started >= POLL.timeout_seconds:
+                continue
+            assert self.followed(batch_id, item), (
+                f"nothing follows {batch_id}: {item.get('watch_id')} at {item.get('poll_attempt')}"
+            )
+
+    def followed(self, batch_id: str, item: dict[str, Any]) -> bool:
+        watch, attempt = item.get("watch_id"), int(item.get("poll_attempt", 0))
+        for message in self.queue.undeleted():
+            if message.kind == "command" and _asks_to_cancel([message], batch_id):
+                return True
+            if message.kind != "check":
+                continue
+            check = json.loads(message.body)["check"]
+            if check["batch_id"] != batch_id or check["watch_id"] != watch:
+                continue
+            if check["attempt"] == attempt + 1:
+                return True
+            if check["attempt"] == attempt and check["step"] == item.get("poll_step"):
+                return True
+        return False
+
     # -- the end ------------------------------------------------------------------------
 
     def teardown(self) -> None:
@@ -434,6 +471,7 @@ class AnnounceModel(RuleBasedStateMachine):
                 self.counts["left owed: mark failed and every receipt lost"] += 1
             announced = set(item.get("announced_events", ()))
             expected = EXPECTED.get(batch.status) if batch.known else "Batch Cancel Failed"
+            # A watch that stalled follows the batch no further (a later cancel restarts it).
             stalled = "Batch Cancel Stalled" in announced and item.get("status") == "cancelling"
             seen = {key[1] for key in published if key[0] == batch_id}
             assert expected in seen or stalled, (

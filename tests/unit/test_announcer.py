@@ -256,7 +256,12 @@ def test_answer_with_the_wrong_number_of_entries_is_not_known() -> None:
 def test_the_events_client_makes_exactly_one_attempt_per_call() -> None:
     from batch_canceller.service import aws_config, events_config
 
-    assert events_config(32).retries == {"mode": "standard", "total_max_attempts": 1}
+    from batch_canceller.announcer import EVENTS_CALL_SECONDS
+
+    config = events_config(32)
+    assert config.retries == {"mode": "standard", "total_max_attempts": 1}
+    # A stuck PutEvents ends within what the invocation keeps for one.
+    assert config.connect_timeout + config.read_timeout <= EVENTS_CALL_SECONDS
     # Everything else is the shared client configuration.
-    assert events_config(32).read_timeout == aws_config(32).read_timeout
-    assert events_config(32).max_pool_connections == aws_config(32).max_pool_connections
+    assert config.max_pool_connections == aws_config(32).max_pool_connections
+    assert config.parameter_validation == aws_config(32).parameter_validation

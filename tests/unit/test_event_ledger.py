@@ -13,6 +13,7 @@ import pytest
 from batch_canceller.announce_protocol import Claim
 from batch_canceller.event_ledger import EventLedger
 from batch_canceller.store import BatchStore
+from tests.support import create_batches_table
 
 CANCELLED = "Batch Cancelled"
 FAILED = "Batch Cancel Failed"
@@ -41,12 +42,7 @@ def clock() -> Clock:
 def tables(moto_url: str, clock: Clock) -> tuple[BatchStore, EventLedger]:
     dynamodb: Any = boto3.client("dynamodb", endpoint_url=moto_url, region_name="us-east-1")
     table = f"ledger-{uuid.uuid4().hex[:10]}"
-    dynamodb.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "batch_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "batch_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_batches_table(dynamodb, table)
     return BatchStore(dynamodb, table, clock), EventLedger(dynamodb, table, clock)
 
 
