@@ -85,20 +85,23 @@ class RememberedKeys:
 
     def __init__(self, source: ApiKeySource) -> None:
         self._source = source
-        self._seen: set[str] = set()
+        # Replaced, never changed in place: `redact` reads it without a lock (it runs for every
+        # string of every answer).
+        self._keys: tuple[str, ...] = ()
         self._lock = threading.Lock()
 
     def get(self, *, refresh: bool = False) -> str:
         key = self._source.get(refresh=refresh)
-        with self._lock:
-            self._seen.add(key)
+        if key not in self._keys:
+            with self._lock:
+                if key not in self._keys:
+                    self._keys = tuple(sorted({*self._keys, key}, key=len, reverse=True))
         return key
 
     def redact(self, text: str) -> str:
-        with self._lock:
-            keys = sorted(self._seen, key=len, reverse=True)
-        for key in keys:
-            text = text.replace(key, "[redacted]")
+        for key in self._keys:
+            if key in text:
+                text = text.replace(key, "[redacted]")
         return text
 
 

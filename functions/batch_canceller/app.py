@@ -3,12 +3,13 @@ each entry point the way it expects (a partial batch response for SQS, a summary
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from batch_canceller.announce_protocol import Delivery
@@ -39,9 +40,14 @@ from batch_canceller.queue import (
 from batch_canceller.records import utc_now
 from batch_canceller.work import CancelWork, Work, WorkItem, WorkResult
 
-# A receipt that could not be recorded comes back this soon, by its receive count: well within
-# the lease's grace at first, then spread over the rest of the queue's five receives.
-RECEIPT_RETRY_SECONDS = (5.0, 10.0, 20.0, 60.0)
+# A receipt that could not be recorded comes back this soon. After this many receives (the
+# queue dead-letters at 5) it goes on as a fresh copy instead, for as long as it can still
+# keep an event from being published twice: its publisher's claim lapses within a lease
+# (at most Lambda's 900 s + RECEIPT_GRACE_SECONDS), and a takeover may come later still.
+RECEIPT_RETRY_SECONDS = 5
+RECEIPT_COPY_AFTER_RECEIVES = 4
+RECEIPT_USEFUL_FOR = timedelta(hours=1)
+CLOCK_SKEW = timedelta(seconds=60)
 # Runs a request that is not per-batch work (a sweep, a scheduled cancellation); returns a summary.
 SideRequestRunner = Callable[[Any, Deadline], dict[str, Any]]
 
@@ -83,15 +89,12 @@ class Application:
         ]
         if receipts:
             handled = self.processor.confirm([receipt for _, receipt in receipts])
-            for (message, _), ok in zip(receipts, handled, strict=True):
-                if not ok:
+            for (message, receipt), ok in zip(receipts, handled, strict=True):
+                if not ok and not self._copied_on(message, receipt):
                     # Back soon, not after the visibility timeout: by then its publisher's
                     # message may have taken the lapsed claim over and published again.
                     failed.add(message.message_id)
-                    delays = RECEIPT_RETRY_SECONDS
-                    come_back_after[message.message_id] = delays[
-                        min(message.receive_count, len(delays)) - 1
-                    ]
+                    come_back_after[message.message_id] = RECEIPT_RETRY_SECONDS
         items: list[WorkItem] = []
         for message in messages:
             try:
@@ -121,6 +124,21 @@ class Application:
         self._log_outcomes(results)
         # The contract of ReportBatchItemFailures: only these messages come back.
         return {"batchItemFailures": [{"itemIdentifier": mid} for mid in sorted(failed)]}
+
+    def _copied_on(self, message: InboundMessage, receipt: PublicationReceipt) -> bool:
+        """A receipt near its last receive goes on as a fresh copy while it is still useful, so
+        that a long DynamoDB outage does not dead-letter it before its publisher's claim
+        lapses (a takeover would then publish the event again)."""
+        published = receipt.published_at
+        if message.receive_count < RECEIPT_COPY_AFTER_RECEIVES or published is None:
+            return False
+        if self.clock() - published > RECEIPT_USEFUL_FOR:
+            return False
+        body = json.loads(message.raw)
+        copied = self.queue.send_many([OutgoingMessage(body, RECEIPT_RETRY_SECONDS)])
+        if all(copied):
+            self.tally.count("ReceiptsCopied")
+        return all(copied)
 
     def _requeued(self, deferred: list[WorkResult]) -> bool:
         """Work not started for lack of time, sent on as a new message: coming back whole, a
@@ -220,8 +238,11 @@ class Application:
     def _due(self, command: CancelCommand, message: InboundMessage) -> bool:
         """A `cancel_at` that was in the future when the message was sent, and has passed while
         it waited (a backlog, a retry): the cancellation is due, so it is done now."""
-        at = command.cancel_at
-        if at is None or at > self.clock() or message.sent_at is None or message.sent_at >= at:
+        at, now = command.cancel_at, self.clock()
+        sent = message.sent_at or now
+        # Sent at most a minute after its time (clock skew, or the function's own requeue of
+        # a long command close to its time): still accepted, and due.
+        if at is None or at > now or sent >= at + CLOCK_SKEW:
             return False
         self.tally.count("ScheduledCancelsDueOnArrival")
         return True

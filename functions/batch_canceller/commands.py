@@ -95,6 +95,8 @@ class PublicationReceipt:
     batch_id: str
     detail_type: str
     source: str
+    # When the bus took the event (its `time`): how long a receipt is still worth retrying.
+    published_at: datetime | None = field(default=None, compare=False)
 
 
 Request = CancelCommand | StatusCheck | SweepRequest | PublicationReceipt
@@ -159,7 +161,12 @@ def _parse_event(envelope: dict[str, Any]) -> Request:
         raise InvalidInput("an event on the queue needs a non-empty 'source'")
     if not isinstance(detail, dict):
         raise InvalidInput(f"the detail of {detail_type!r} must be an object")
-    return PublicationReceipt(validate_batch_id(detail.get("batch_id")), detail_type, source)
+    return PublicationReceipt(
+        validate_batch_id(detail.get("batch_id")),
+        detail_type,
+        source,
+        _event_time(envelope.get("time")),
+    )
 
 
 def _parse_command(payload: dict[str, Any]) -> CancelCommand:
@@ -260,6 +267,14 @@ def _parse_sweep(payload: dict[str, Any]) -> SweepRequest:
         dry_run=dry_run,
         max_cancels=max_cancels,
     )
+
+
+def _event_time(value: object) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
 def _reject_unknown(

@@ -61,6 +61,11 @@ class TransientApiError(Exception):
         self.request_id = request_id
 
 
+class OutOfTime(TransientApiError):
+    """The invocation has no time left for the request (or its retry): nothing was done, so
+    the work can go on elsewhere as it is."""
+
+
 @dataclass(frozen=True)
 class _Failure:
     """Why one attempt failed, how long to wait before the next, and the answer's identity."""
@@ -186,7 +191,7 @@ class OpenAIBatchClient:
         while True:
             attempt += 1
             if not deadline.allows(MIN_REQUEST_SECONDS):
-                raise TransientApiError(f"{operation}: no time left in this invocation")
+                raise OutOfTime(f"{operation}: no time left in this invocation")
             outcome = self._attempt(method, url, key, deadline, operation, attempt)
             if isinstance(outcome, ApiResponse):
                 if outcome.status in (401, 403) and not refreshed_key:
@@ -205,10 +210,14 @@ class OpenAIBatchClient:
                     outcome.request_id,
                 )
             wait = outcome.wait
-            if wait > self._retry.max_retry_after_seconds or not deadline.allows(
-                wait + MIN_REQUEST_SECONDS
-            ):
+            if wait > self._retry.max_retry_after_seconds:
                 raise TransientApiError(
+                    f"{operation}: {outcome.reason}; asked to wait {wait:.1f}s",
+                    outcome.status,
+                    outcome.request_id,
+                )
+            if not deadline.allows(wait + MIN_REQUEST_SECONDS):
+                raise OutOfTime(
                     f"{operation}: {outcome.reason}; retry in {wait:.1f}s would pass the deadline",
                     outcome.status,
                     outcome.request_id,
@@ -242,6 +251,9 @@ class OpenAIBatchClient:
         self._observer.api_call(operation, raw.status, time.perf_counter() - started)
         headers = {name.lower(): value for name, value in raw.headers.items()}
         request_id = headers.get("x-request-id") or headers.get("apim-request-id")
+        if request_id and key in request_id:
+            # It is logged and stored; a gateway may echo the Authorization header into it.
+            request_id = request_id.replace(key, "[redacted]")
         if is_retryable_status(raw.status):
             hinted = retry_after_seconds(headers)
             wait = hinted if hinted is not None else self._retry.backoff(attempt, self._rng)

@@ -17,8 +17,14 @@ from batch_canceller.config import ConfigurationError
 from batch_canceller.deadline import Deadline
 from batch_canceller.follow_up import CheckStep, PollSettings, classify
 from batch_canceller.observability import Tally, logger
-from batch_canceller.openai_api import MIN_REQUEST_SECONDS, ApiResponse, TransientApiError
+from batch_canceller.openai_api import (
+    MIN_REQUEST_SECONDS,
+    ApiResponse,
+    OutOfTime,
+    TransientApiError,
+)
 from batch_canceller.records import BatchRecord, Watch, iso
+from batch_canceller.redaction import redact_all
 from batch_canceller.store import BatchStore
 
 
@@ -92,6 +98,10 @@ class WorkRunner:
                 return self._cancel(item, work, claim, deadline)
             self._tally.count("StatusChecks")
             return self._check(item, work, claim, deadline)
+        except OutOfTime as exc:
+            # Nothing was written for it: the work goes on as it is, in another invocation.
+            self._tally.count("DeadlineDeferrals")
+            return self._failed(item, "deferred", str(exc))
         except TransientApiError as exc:
             self._tally.count("TransientFailures")
             logger.warning(
@@ -122,7 +132,7 @@ class WorkRunner:
             answer = self._api.retrieve_batch(work.batch_id, deadline)
         if not answer.ok:
             return self._api_error(item, answer, claim)
-        batch = _batch_object(answer, work.batch_id)
+        batch = redact_all(_batch_object(answer, work.batch_id), self._redact)
         now = self._clock()
         # A `cancelling` batch is followed by a chain of status checks. This write starts one
         # unless one already follows the batch; either way, this cancel sends a check for the
@@ -160,11 +170,15 @@ class WorkRunner:
         self, item: WorkItem, work: StatusCheck, claim: Claim, deadline: Deadline
     ) -> WorkResult:
         answer = self._api.retrieve_batch(work.batch_id, deadline)
-        if not answer.ok:
+        if answer.ok:
+            batch = redact_all(_batch_object(answer, work.batch_id), self._redact)
+            saved = self._store.save_batch(work.batch_id, batch, claim=claim)
+        elif answer.status in (401, 403):
             return self._api_error(item, answer, claim)
-        saved = self._store.save_batch(
-            work.batch_id, _batch_object(answer, work.batch_id), claim=claim
-        )
+        else:
+            # A failed look is no news: recorded, and the chain goes on (its timeout still ends
+            # it). A one-off 404 from a gateway must not end the watch of a cancelling batch.
+            saved = self._store.save_error(work.batch_id, self._last_error(answer), announce=False)
         record, step = saved.record, classify(saved.record, work)
         if step is CheckStep.TAKE:
             taken = self._store.take_step(work.batch_id, work.watch_id, work.attempt, work.step)
@@ -188,17 +202,20 @@ class WorkRunner:
         )
         return WorkResult(work, item.delivery, "cancelling", None, record, next_check=following)
 
-    def _api_error(self, item: WorkItem, answer: ApiResponse, claim: Claim) -> WorkResult:
-        work = item.work
+    def _last_error(self, answer: ApiResponse) -> dict[str, Any]:
         error = answer.error()
         # Every text field: a gateway may quote the request (and its key) in any of them.
-        last_error = {
+        return {
             "http_status": answer.status,
-            "type": self._redacted(error.get("type")),
-            "code": self._redacted(error.get("code")),
+            "type": redact_all(error.get("type"), self._redact),
+            "code": redact_all(error.get("code"), self._redact),
             "message": self._redact(str(error.get("message") or f"HTTP {answer.status}")),
             "at": iso(self._clock()),
         }
+
+    def _api_error(self, item: WorkItem, answer: ApiResponse, claim: Claim) -> WorkResult:
+        work = item.work
+        last_error = self._last_error(answer)
         reason = work.reason if isinstance(work, CancelWork) else None
         requested_by = work.requested_by if isinstance(work, CancelWork) else None
         log = {
@@ -227,16 +244,6 @@ class WorkRunner:
         )
         logger.info("cancel failed permanently", extra=log)
         return WorkResult(work, item.delivery, "cancel_failed", None, saved.record, saved.claimed)
-
-    def _redacted(self, value: Any) -> Any:
-        """`value` with every string in it redacted, however deeply nested."""
-        if isinstance(value, str):
-            return self._redact(value)
-        if isinstance(value, dict):
-            return {self._redacted(key): self._redacted(item) for key, item in value.items()}
-        if isinstance(value, list):
-            return [self._redacted(item) for item in value]
-        return value
 
     @staticmethod
     def _failed(item: WorkItem, outcome: str, failure: str) -> WorkResult:

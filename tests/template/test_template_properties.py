@@ -150,6 +150,21 @@ def test_a_redelivery_after_a_crash_finds_the_dead_deliverys_claims_lapsed(
     assert grace == Settings.receipt_grace_seconds == RECEIPT_GRACE_SECONDS
 
 
+def test_a_receipt_that_cannot_be_recorded_is_retried_for_longer_than_any_lease(
+    template: dict[str, Any], function: dict[str, Any]
+) -> None:
+    # A receipt dead-lettered while the claim it confirms is still live could let a takeover
+    # publish its event again (an adversarial review showed it with a 100 s DynamoDB outage).
+    from batch_canceller.app import RECEIPT_COPY_AFTER_RECEIVES, RECEIPT_USEFUL_FOR
+
+    receives = properties(template, "CancelQueue")["RedrivePolicy"]["maxReceiveCount"]
+    grace = int(function["Environment"]["Variables"]["RECEIPT_GRACE_SECONDS"])
+    # It goes on as a fresh copy before the queue would dead-letter it ...
+    assert receives > RECEIPT_COPY_AFTER_RECEIVES
+    # ... for longer than the longest lease any Lambda timeout allows.
+    assert RECEIPT_USEFUL_FOR.total_seconds() >= 900 + grace >= function["Timeout"] + grace
+
+
 def test_queue_redrives_to_the_dlq_after_five_receives(template: dict[str, Any]) -> None:
     redrive = properties(template, "CancelQueue")["RedrivePolicy"]
     assert redrive["deadLetterTargetArn"] == arn_of("DeadLetterQueue")

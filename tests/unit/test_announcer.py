@@ -254,9 +254,8 @@ def test_answer_with_the_wrong_number_of_entries_is_not_known() -> None:
 
 
 def test_the_events_client_makes_exactly_one_attempt_per_call() -> None:
-    from batch_canceller.service import aws_config, events_config
-
     from batch_canceller.announcer import EVENTS_CALL_SECONDS
+    from batch_canceller.service import aws_config, events_config
 
     config = events_config(32)
     assert config.retries == {"mode": "standard", "total_max_attempts": 1}
