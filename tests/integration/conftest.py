@@ -1,14 +1,19 @@
-"""Fixtures the integration tests share: an emulator whose cancels take effect at once, and a
-fault proxy in front of moto."""
+"""What the integration tests share: emulators whose cancels take effect at once or take an
+hour, a fault proxy in front of moto, and a fake API for answers the emulator cannot give."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 
 import pytest
 
 from infra.fault_proxy import FaultProxy
 from infra.openai_emulator import OpenAIEmulator
+from infra.servers import BackgroundHTTPServer
 from tests.support import API_KEY
 
 
@@ -31,3 +36,45 @@ def slow_emulator() -> Iterator[OpenAIEmulator]:
     """Cancels take an hour: a batch stays `cancelling`, followed by status checks."""
     with OpenAIEmulator(api_keys={API_KEY}, cancel_delay_seconds=3600) as emu:
         yield emu
+
+
+# What a fake API answers a request (method, path, headers): status, extra headers, JSON body.
+Answer = Callable[[str, str, Mapping[str, str]], tuple[int, dict[str, str], Any]]
+
+
+@contextmanager
+def fake_api(answer: Answer) -> Iterator[str]:
+    """A stand-in for the OpenAI API or a misbehaving gateway on loopback, answering every
+    request as `answer` says; yields its base URL (`.../v1`)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _answer(self) -> None:
+            status, headers, body = answer(self.command, self.path, self.headers)
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = _answer
+        do_POST = _answer
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = BackgroundHTTPServer(("127.0.0.1", 0), Handler).start("fake-api")
+    try:
+        yield f"http://127.0.0.1:{server.port}/v1"
+    finally:
+        server.stop()
+
+
+def batch_id_in(path: str) -> str:
+    """The batch ID of `/v1/batches/{id}[/cancel]`."""
+    parts = path.split("/")
+    return parts[3] if len(parts) > 3 else "batch_unknown"

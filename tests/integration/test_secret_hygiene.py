@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
@@ -15,6 +15,7 @@ from batch_canceller.api_key import SecretsManagerApiKey
 from batch_canceller.service import build_application
 from infra.openai_emulator import Fault, OpenAIEmulator
 from infra.servers import BackgroundHTTPServer
+from tests.integration.conftest import Answer, batch_id_in, fake_api
 from tests.support import API_KEY, ROTATED_API_KEY, SECRETS, Stack, client, context, sqs_event
 
 
@@ -154,3 +155,43 @@ def test_a_key_quoted_in_the_error_code_is_redacted(
     app.handle(sqs_event("batch_quoted"), context())
 
     assert leaked(stack, "batch_quoted") == []
+
+
+# -- found by later review rounds: the key quoted where no redaction looked -------------------
+
+
+def _quoting(key_in: str) -> Answer:
+    """A gateway that quotes the request's Authorization header in its answer."""
+
+    def answer(
+        method: str, path: str, headers: Mapping[str, str]
+    ) -> tuple[int, dict[str, str], Any]:
+        quoted = str(headers.get("Authorization"))
+        if key_in == "request_id":
+            # x-request-id is logged and stored; 404 and 500 (retried) both take that path.
+            error = {"error": {"message": "no such batch", "type": "invalid_request_error"}}
+            return (500 if "batch_five" in path else 404), {"x-request-id": "req_" + quoted}, error
+        if key_in == "error_map_key":
+            key = quoted.removeprefix("Bearer ")
+            error = {"message": "bad request", "type": "invalid_request_error", "code": {key: "no"}}
+            return 400, {}, {"error": error}
+        batch = {"id": batch_id_in(path), "object": "batch", "status": "cancelled"}
+        return 200, {}, {**batch, "metadata": {"gateway_request": quoted}}
+
+    return answer
+
+
+@pytest.mark.parametrize("key_in", ["request_id", "error_map_key", "batch_object"])
+def test_a_key_the_answer_quotes_reaches_no_log_record_or_event(
+    stack: Stack, key_in: str, function_logs: io.StringIO
+) -> None:
+    with fake_api(_quoting(key_in)) as base_url:
+        stack.app(base_url).handle(sqs_event("batch_four", "batch_five"), context(30))
+
+    places = {
+        "logs": function_logs.getvalue(),
+        "records": json.dumps(stack.items(), default=str),
+        "events": json.dumps(stack.events(), default=str),
+    }
+    # (names only: printing the key would fail the run)
+    assert [where for where, text in places.items() if any(k in text for k in SECRETS)] == []
