@@ -17,6 +17,7 @@ import urllib3
 
 from batch_canceller import __version__
 from batch_canceller.api_key import ApiKeySource
+from batch_canceller.bounded_answers import answer_by, bounded_pool_manager
 from batch_canceller.commands import validate_batch_id
 from batch_canceller.config import ApiStyle
 from batch_canceller.deadline import Deadline
@@ -141,8 +142,9 @@ class OpenAIBatchClient:
 
     @staticmethod
     def new_pool(max_in_flight: int) -> urllib3.PoolManager:
-        """One pool per container, sized so every worker thread keeps a warm connection."""
-        return urllib3.PoolManager(num_pools=4, maxsize=max_in_flight, block=True, retries=False)
+        """One pool per container, sized so every worker thread keeps a warm connection; its
+        answers are bounded in total time (head included), not only between bytes."""
+        return bounded_pool_manager(num_pools=4, maxsize=max_in_flight, block=True, retries=False)
 
     def cancel_batch(self, batch_id: str, deadline: Deadline) -> ApiResponse:
         return self._call("POST", self._batch_path(batch_id) + "/cancel", {}, deadline, "cancel")
@@ -234,17 +236,19 @@ class OpenAIBatchClient:
             connect=min(CONNECT_TIMEOUT_SECONDS, usable), read=min(READ_TIMEOUT_SECONDS, usable)
         )
         started = time.perf_counter()
+        answer_within = min(READ_TIMEOUT_SECONDS, usable)
         try:
-            raw = self._pool.request(
-                method,
-                url,
-                headers=self._headers(key),
-                timeout=timeout,
-                retries=False,
-                redirect=False,
-                preload_content=False,
-            )
-            data = _read_body(raw, started + min(READ_TIMEOUT_SECONDS, usable))
+            with answer_by(answer_within):
+                raw = self._pool.request(
+                    method,
+                    url,
+                    headers=self._headers(key),
+                    timeout=timeout,
+                    retries=False,
+                    redirect=False,
+                    preload_content=False,
+                )
+                data = _read_body(raw, started + answer_within)
         except _NETWORK_ERRORS as exc:
             self._observer.api_call(operation, None, time.perf_counter() - started)
             return _Failure(_describe_network_error(exc), self._retry.backoff(attempt, self._rng))
