@@ -47,6 +47,7 @@ class Stack:
             "BATCHES_TABLE_NAME": self.table_name,
             "EVENT_BUS_NAME": self.bus_name,
             "CANCEL_QUEUE_URL": self.queue_url,
+            "CANCEL_QUEUE_ARN": self.queue_arn(),
             "DEAD_LETTER_QUEUE_URL": self.dlq_url,
             "OPENAI_API_KEY_SECRET_ID": self.secret_id,
             "OPENAI_BASE_URL": base_url,
@@ -56,6 +57,13 @@ class Stack:
         }
         env.update(overrides)
         return Settings.from_env(env)
+
+    def queue_arn(self) -> str:
+        """The queue's ARN as SQS reports it (as CloudFormation's !GetAtt would pass it)."""
+        attributes = client("sqs", self.endpoint).get_queue_attributes(
+            QueueUrl=self.queue_url, AttributeNames=["QueueArn"]
+        )["Attributes"]
+        return str(attributes["QueueArn"])
 
     def app(
         self,

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
 ApiStyle = Literal["openai", "azure"]
+
+# arn:PARTITION:sqs:REGION:ACCOUNT:NAME, in any partition (aws, aws-cn, aws-us-gov, ...).
+_QUEUE_ARN = re.compile(r"arn:aws[a-z-]*:sqs:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,80}(\.fifo)?")
 
 
 class ConfigurationError(Exception):
@@ -22,6 +26,7 @@ class Settings:
     cancel_queue_url: str
     api_key_secret_id: str
     dead_letter_queue_url: str | None = None
+    cancel_queue_arn: str | None = None
     openai_base_url: str = "https://api.openai.com/v1"
     openai_organization: str | None = None
     openai_project: str | None = None
@@ -45,6 +50,7 @@ class Settings:
             cancel_queue_url=reader.url("CANCEL_QUEUE_URL", required=True) or "",
             api_key_secret_id=reader.required("OPENAI_API_KEY_SECRET_ID"),
             dead_letter_queue_url=reader.url("DEAD_LETTER_QUEUE_URL", required=False),
+            cancel_queue_arn=_queue_arn(reader.optional("CANCEL_QUEUE_ARN")),
             openai_base_url=_api_base_url(
                 reader.optional("OPENAI_BASE_URL") or "https://api.openai.com/v1"
             ),
@@ -61,6 +67,9 @@ class Settings:
             azure_api_version=reader.optional("AZURE_OPENAI_API_VERSION"),
             receipt_grace_seconds=reader.integer("RECEIPT_GRACE_SECONDS", 60, 0, 3600),
         )
+        if settings.scheduler_role_arn is not None and settings.cancel_queue_arn is None:
+            # A one-time schedule targets the queue by ARN, which only the template knows.
+            raise ConfigurationError("CANCEL_QUEUE_ARN is required when SCHEDULER_ROLE_ARN is set")
         if settings.poll_max_delay_seconds < settings.poll_initial_delay_seconds:
             raise ConfigurationError(
                 "POLL_MAX_DELAY_SECONDS must not be below POLL_INITIAL_DELAY_SECONDS"
@@ -107,6 +116,12 @@ def _api_style(raw: str) -> ApiStyle:
     if raw == "azure":
         return "azure"
     raise ConfigurationError(f"OPENAI_API_STYLE must be 'openai' or 'azure', got {raw!r}")
+
+
+def _queue_arn(raw: str | None) -> str | None:
+    if raw is not None and not _QUEUE_ARN.fullmatch(raw):
+        raise ConfigurationError(f"CANCEL_QUEUE_ARN must be an SQS queue ARN, got {raw!r}")
+    return raw
 
 
 def _api_base_url(raw: str) -> str:

@@ -36,16 +36,6 @@ def schedule_name(batch_id: str, at: datetime) -> str:
     return schedule_name_prefix(batch_id) + at.astimezone(UTC).strftime("%Y%m%dT%H%M%S")
 
 
-def queue_arn_from_url(queue_url: str, region: str) -> str:
-    """https://sqs.REGION.amazonaws.com/ACCOUNT/NAME -> arn:aws:sqs:REGION:ACCOUNT:NAME."""
-    parts = queue_url.rstrip("/").split("/")
-    account, name = parts[-2], parts[-1]
-    host = parts[2]
-    if host.startswith("sqs.") and ".amazonaws.com" in host:
-        region = host.split(".")[1]
-    return f"arn:aws:sqs:{region}:{account}:{name}"
-
-
 class CancellationScheduler:
     def __init__(
         self,

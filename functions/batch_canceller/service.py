@@ -26,7 +26,7 @@ from batch_canceller.openai_api import ApiEndpoint, OpenAIBatchClient
 from batch_canceller.processor import CancelProcessor
 from batch_canceller.queue import DeadLetterSender, QueueSender
 from batch_canceller.records import utc_now
-from batch_canceller.scheduling import CancellationScheduler, queue_arn_from_url
+from batch_canceller.scheduling import CancellationScheduler
 from batch_canceller.store import BatchStore
 from batch_canceller.sweep import Sweeper
 from batch_canceller.work import WorkRunner
@@ -129,7 +129,8 @@ def build_application(
         lambda: session.client("scheduler", config=config),
         settings.schedule_group_name,
         settings.scheduler_role_arn,
-        queue_arn_from_url(settings.cancel_queue_url, session.region_name or "us-east-1"),
+        # Set whenever the role is (Settings checks it); without the role cancel_at is refused.
+        settings.cancel_queue_arn or "",
         queue,
         clock,
     )

@@ -1,9 +1,11 @@
 """Creates the local stack's resources on moto by reading template.yaml: one source of truth.
 
-Queues (attributes, redrive), the table (keys, indexes), the bus, the function's EventBridge
-rule, the schedule group and schedules come from the template. Resources moto cannot run or
-that only matter on AWS (IAM roles, alarms, log groups, queue policies) are named but not
-created; the provisioning report lists them.
+Queues (attributes, redrive), the table (keys, indexes), the bus, its rules (each sends to a
+queue, which moto delivers), the schedule group and schedules come from the template. Resources
+moto cannot run or that only matter on AWS (IAM roles, alarms, log groups, queue and bus
+policies) are named but not created; the provisioning report lists them. Queue ARNs are the ones
+moto reports, as CloudFormation's `!GetAtt` passes SQS's; the others are built in the template's
+partition (`AWS::Partition`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ NOT_EMULATED = frozenset(
         "AWS::SNS::Topic",
         "AWS::SNS::Subscription",
         "AWS::SQS::QueuePolicy",
+        "AWS::Events::EventBusPolicy",  # moto stores bus policies but enforces none
     }
 )
 
@@ -41,14 +44,6 @@ class SqsSource:
     batching_window_seconds: float
 
 
-@dataclass(frozen=True)
-class RuleTarget:
-    """A rule whose target is the function: events land on a local queue the stack drains."""
-
-    rule_name: str
-    queue_url: str
-
-
 @dataclass
 class ProvisionedStack:
     stack_name: str
@@ -58,7 +53,6 @@ class ProvisionedStack:
     function_environment: dict[str, str]
     function_timeout_seconds: float
     sqs_sources: list[SqsSource]
-    rule_targets: list[RuleTarget]
     queue_urls_by_arn: dict[str, str]
     created: list[str] = field(default_factory=list)
     not_emulated: list[str] = field(default_factory=list)
@@ -119,7 +113,6 @@ def provision(
         function_environment={},
         function_timeout_seconds=0,
         sqs_sources=[],
-        rule_targets=[],
         queue_urls_by_arn={},
     )
     _create_queues(aws("sqs"), resolver, active, stack)
@@ -151,7 +144,7 @@ def provision(
     functions = [lid for lid, r in active.items() if r["Type"] == FUNCTION_TYPE]
     if len(functions) != 1:
         raise ValueError(f"expected one function in template.yaml, found {functions}")
-    _wire_function(aws, resolver, template, functions[0], active[functions[0]], stack)
+    _wire_function(resolver, template, functions[0], active[functions[0]], stack)
     stack.outputs = _outputs(resolver, template)
     return stack
 
@@ -159,43 +152,37 @@ def provision(
 def _register_names(
     resolver: Resolver, resources: dict[str, dict[str, Any]], stack: str, endpoint: str
 ) -> None:
-    """Physical names first (as CloudFormation would pick them), so references resolve."""
+    """Physical names first (as CloudFormation would pick them), so references resolve. A
+    queue's ARN is registered once moto has created the queue (`_create_queues`)."""
+
+    def arn(service: str, resource: str, region: str = REGION) -> str:
+        return f"arn:{resolver.pseudo['AWS::Partition']}:{service}:{region}:{ACCOUNT}:{resource}"
+
     for logical_id, resource in resources.items():
         kind = resource["Type"]
-        props = resource.get("Properties", {})
         name = f"{stack}-{logical_id}"
         if kind == "AWS::SQS::Queue":
-            arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
             url = f"{endpoint}/{ACCOUNT}/{name}"
-            attrs = {"Arn": arn, "QueueName": name, "QueueUrl": url}
-            _register(resolver, logical_id, url, attrs)
+            _register(resolver, logical_id, url, {"QueueName": name, "QueueUrl": url})
         elif kind == "AWS::DynamoDB::Table":
-            arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
-            _register(resolver, logical_id, name, {"Arn": arn})
+            _register(resolver, logical_id, name, {"Arn": arn("dynamodb", f"table/{name}")})
         elif kind == "AWS::Scheduler::ScheduleGroup":
-            arn = f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule-group/{name}"
-            _register(resolver, logical_id, name, {"Arn": arn})
+            group_arn = arn("scheduler", f"schedule-group/{name}")
+            _register(resolver, logical_id, name, {"Arn": group_arn})
         elif kind == "AWS::IAM::Role":
-            arn = f"arn:aws:iam::{ACCOUNT}:role/{name}"
-            _register(resolver, logical_id, name, {"Arn": arn})
+            _register(resolver, logical_id, name, {"Arn": arn("iam", f"role/{name}", region="")})
         elif kind == FUNCTION_TYPE:
-            arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
-            _register(resolver, logical_id, name, {"Arn": arn})
-            for event_name in props.get("Events", {}):
-                rule = f"{logical_id}{event_name}"
-                rule_arn = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{stack}-{rule}"
-                _register(resolver, rule, f"{stack}-{rule}", {"Arn": rule_arn})
+            _register(resolver, logical_id, name, {"Arn": arn("lambda", f"function:{name}")})
         elif kind == RULE_TYPE:
-            arn = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{name}"
-            _register(resolver, logical_id, name, {"Arn": arn})
+            _register(resolver, logical_id, name, {"Arn": arn("events", f"rule/{name}")})
         else:
             _register(resolver, logical_id, name, {"Arn": f"local:{name}"})
     # Buses name themselves; resolved after the others, as their Name may use !Sub.
     for logical_id, resource in resources.items():
         if resource["Type"] == "AWS::Events::EventBus":
             name = resolver.resolve(resource.get("Properties", {}).get("Name"))
-            arn = f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{name}"
-            _register(resolver, logical_id, name, {"Arn": arn, "Name": name})
+            bus_arn = arn("events", f"event-bus/{name}")
+            _register(resolver, logical_id, name, {"Arn": bus_arn, "Name": name})
 
 
 def _register(resolver: Resolver, logical_id: str, ref: str, attributes: dict[str, str]) -> None:
@@ -211,8 +198,12 @@ def _create_queues(
     for logical_id in queues:
         name = resolver.get_att(logical_id, "QueueName")
         url = sqs.create_queue(QueueName=name)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
         resolver.refs[logical_id] = resolver.attributes[(logical_id, "QueueUrl")] = url
-        stack.queue_urls_by_arn[resolver.get_att(logical_id, "Arn")] = url
+        resolver.attributes[(logical_id, "Arn")] = arn
+        stack.queue_urls_by_arn[arn] = url
     # Attributes after creation: a redrive policy names a queue that must already exist.
     for logical_id, resource in queues.items():
         props = resolver.resolve(resource.get("Properties", {}))
@@ -264,7 +255,6 @@ def _create_schedule(
 
 
 def _wire_function(
-    aws: Any,
     resolver: Resolver,
     template: dict[str, Any],
     logical_id: str,
@@ -287,39 +277,17 @@ def _wire_function(
                     ),
                 )
             )
-        elif event["Type"] == "EventBridgeRule":
-            rule_name = resolver.refs[f"{logical_id}{event_name}"]
-            stack.rule_targets.append(_create_rule(aws, rule_name, event_props))
         else:
+            # A rule invoking the function directly is not emulated: the template's rules send
+            # to the queue.
             stack.not_emulated.append(f"{logical_id}.Events.{event_name} ({event['Type']})")
     stack.created.append(f"{logical_id} ({FUNCTION_TYPE}, run in-process)")
-
-
-def _create_rule(aws: Any, rule_name: str, props: dict[str, Any]) -> RuleTarget:
-    """The rule as declared; its target, the function, is stood in for by a local queue."""
-    sqs = aws("sqs")
-    url = sqs.create_queue(QueueName=f"{rule_name}-target")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    events = aws("events")
-    events.put_rule(
-        Name=rule_name,
-        EventBusName=props.get("EventBusName", "default"),
-        EventPattern=json.dumps(props["Pattern"]),
-    )
-    events.put_targets(
-        Rule=rule_name,
-        EventBusName=props.get("EventBusName", "default"),
-        Targets=[{"Id": "function", "Arn": arn}],
-    )
-    return RuleTarget(rule_name, url)
 
 
 def _create_queue_rule(
     events: Any, resolver: Resolver, logical_id: str, resource: dict[str, Any]
 ) -> None:
-    """A rule whose targets are queues (the receipts rule): moto delivers to SQS itself."""
+    """A rule whose targets are queues (cancel requests, receipts): moto delivers to SQS."""
     props = resolver.resolve(resource["Properties"])
     bus = props.get("EventBusName", "default")
     name = resolver.refs[logical_id]

@@ -1,6 +1,7 @@
 """The local stack, running: moto and the OpenAI emulator on loopback, resources provisioned
-from template.yaml, and the function invoked in-process the way Lambda would invoke it: from
-the queue (SQS event source mapping), from the bus (the EventBridge rule) and from schedules."""
+from template.yaml, and the function invoked in-process the way Lambda would invoke it: by the
+queue's SQS event source mapping. The bus's rules send to that queue (moto delivers them, as
+EventBridge would) and schedules fire into it (emulated)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ from moto.server import ThreadedMotoServer
 from batch_canceller.app import Application
 from batch_canceller.config import Settings
 from batch_canceller.service import build_application
-from infra.local_stack.lambda_context import LocalLambdaContext
 from infra.local_stack.provision import REGION, ProvisionedStack, provision
 from infra.local_stack.scheduler import LocalScheduler
 from infra.local_stack.sqs_event_source import SqsEventSource
@@ -85,7 +85,6 @@ class LocalStack:
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._run_queue, daemon=True, name="sqs-event-source"),
-            threading.Thread(target=self._run_rules, daemon=True, name="eventbridge-rule"),
             threading.Thread(target=self._run_scheduler, daemon=True, name="scheduler"),
         ]
         for thread in self._threads:
@@ -169,25 +168,6 @@ class LocalStack:
             for source in sources:
                 result = source.poll_once(wait_seconds=1)
                 self.handler_errors += result.handler_errors
-
-    def _run_rules(self) -> None:
-        """EventBridge invokes the function asynchronously with the whole event."""
-        sqs = self.client("sqs")
-        while not self._stop.is_set():
-            for target in self.provisioned.rule_targets:
-                messages = sqs.receive_message(
-                    QueueUrl=target.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
-                ).get("Messages", [])
-                for message in messages:
-                    context = LocalLambdaContext(self.provisioned.function_timeout_seconds)
-                    try:
-                        self.application.handle(json.loads(message["Body"]), context)
-                    except Exception:
-                        self.handler_errors += 1
-                        continue  # left on the queue: retried, as Lambda retries async invokes
-                    sqs.delete_message(
-                        QueueUrl=target.queue_url, ReceiptHandle=message["ReceiptHandle"]
-                    )
 
     def _run_scheduler(self) -> None:
         while not self._stop.wait(1.0):

@@ -39,6 +39,7 @@ def write_state(
         "BATCHES_TABLE_NAME": stack.table_name,
         "EVENT_BUS_NAME": stack.bus_name,
         "CANCEL_QUEUE_URL": stack.queue_url,
+        "CANCEL_QUEUE_ARN": queue_arn,
         "DEAD_LETTER_QUEUE_URL": stack.dlq_url,
         "OPENAI_API_KEY_SECRET_ID": stack.secret_id,
         "OPENAI_BASE_URL": emulator.base_url,

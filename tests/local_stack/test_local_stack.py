@@ -37,16 +37,24 @@ def test_resources_come_from_the_template(moto_url: str) -> None:
         i["IndexName"] for i in properties(template, "BatchesTable")["GlobalSecondaryIndexes"]
     ]
 
-    rules = client("events", moto_url).list_rules(EventBusName=stack.outputs["EventBusName"])[
-        "Rules"
-    ]
+    events = client("events", moto_url)
+    bus = stack.outputs["EventBusName"]
+    rules = events.list_rules(EventBusName=bus)["Rules"]
     declared_receipts = properties(template, "PublicationReceiptsRule")["EventPattern"]
     assert sorted((json.loads(r["EventPattern"]) for r in rules), key=json.dumps) == sorted(
         [{"detail-type": ["Batch Cancel Requested"]}, declared_receipts], key=json.dumps
     )
+    # Both rules send to the queue (cancel requests too: one bounded path), by its real ARN.
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    for rule in rules:
+        targets = events.list_targets_by_rule(Rule=rule["Name"], EventBusName=bus)["Targets"]
+        assert [t["Arn"] for t in targets] == [queue_arn], rule["Name"]
 
     env = stack.function_environment
     assert env["CANCEL_QUEUE_URL"] == queue
+    assert env["CANCEL_QUEUE_ARN"] == queue_arn == stack.outputs["CancelQueueArn"]
     assert env["BATCHES_TABLE_NAME"] == stack.outputs["BatchesTableName"]
     assert env["DEAD_LETTER_QUEUE_URL"] == stack.outputs["DeadLetterQueueUrl"]
     assert env["SCHEDULE_GROUP_NAME"] == stack.outputs["ScheduleGroupName"]

@@ -134,7 +134,10 @@ def test_handler_fails_back_an_invalid_sqs_message_without_any_network(
                 "DeadLetterQueue": f"https://sqs.us-east-1.amazonaws.com/{account}/dlq",
                 "ScheduleGroup": "group",
             },
-            attributes={("SchedulerRole", "Arn"): f"arn:aws:iam::{account}:role/scheduler"},
+            attributes={
+                ("SchedulerRole", "Arn"): f"arn:aws:iam::{account}:role/scheduler",
+                ("CancelQueue", "Arn"): f"arn:aws:sqs:us-east-1:{account}:cancel",
+            },
         ),
     )
     env.pop("DEAD_LETTER_QUEUE_URL")

@@ -73,6 +73,7 @@ def test_optional_variables_are_read_when_set() -> None:
             MAX_IN_FLIGHT="4",
             SCHEDULE_GROUP_NAME="cancels",
             SCHEDULER_ROLE_ARN="arn:aws:iam::123456789012:role/scheduler",
+            CANCEL_QUEUE_ARN="arn:aws:sqs:us-east-1:123456789012:cancel",
             OPENAI_API_STYLE="azure",
             AZURE_OPENAI_API_VERSION="2024-10-21",
             RECEIPT_GRACE_SECONDS="5",
@@ -88,6 +89,7 @@ def test_optional_variables_are_read_when_set() -> None:
     assert settings.max_in_flight == 4
     assert settings.schedule_group_name == "cancels"
     assert settings.scheduler_role_arn == "arn:aws:iam::123456789012:role/scheduler"
+    assert settings.cancel_queue_arn == "arn:aws:sqs:us-east-1:123456789012:cancel"
     assert settings.api_style == "azure"
     assert settings.azure_api_version == "2024-10-21"
     assert settings.receipt_grace_seconds == 5
@@ -201,3 +203,33 @@ def test_known_api_styles_are_accepted(style: str) -> None:
 def test_cancel_queue_url_must_be_an_http_url() -> None:
     with pytest.raises(ConfigurationError, match="CANCEL_QUEUE_URL"):
         Settings.from_env(env(CANCEL_QUEUE_URL="cancel-queue"))
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        "arn:aws:sqs:us-east-1:123456789012:cancel",
+        "arn:aws-cn:sqs:cn-north-1:123456789012:batch-canceller-CancelQueue-AbC123",
+        "arn:aws-us-gov:sqs:us-gov-west-1:123456789012:cancel_queue.fifo",
+    ],
+)
+def test_cancel_queue_arn_is_taken_as_given_in_any_partition(arn: str) -> None:
+    # The template passes the queue's ARN: nothing is rebuilt from the URL.
+    assert Settings.from_env(env(CANCEL_QUEUE_ARN=arn)).cancel_queue_arn == arn
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["cancel", "https://sqs.us-east-1.amazonaws.com/123456789012/cancel", "arn:aws:sns:x:1:y"],
+)
+def test_cancel_queue_arn_must_be_a_queue_arn(raw: str) -> None:
+    with pytest.raises(ConfigurationError, match="CANCEL_QUEUE_ARN"):
+        Settings.from_env(env(CANCEL_QUEUE_ARN=raw))
+
+
+def test_cancel_queue_arn_is_required_with_a_scheduler_role() -> None:
+    # Schedules target the queue by ARN: without it cancel_at could not work, so say so now.
+    role = "arn:aws:iam::123456789012:role/scheduler"
+    with pytest.raises(ConfigurationError, match="CANCEL_QUEUE_ARN"):
+        Settings.from_env(env(SCHEDULER_ROLE_ARN=role))
+    assert Settings.from_env(env()).cancel_queue_arn is None
