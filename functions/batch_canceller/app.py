@@ -177,12 +177,8 @@ class Application:
         except _MessageFailed as exc:
             raise RuntimeError(f"request could not be handled: {exc}") from None
         if message.error is not None:
+            # Invalid, or an internal kind (a check, a receipt) from outside the queue.
             return {"status": "rejected", "error": message.error}
-        receipt = self._own_receipt(message)
-        if receipt is not None:
-            if not all(self.processor.confirm([receipt])):
-                raise RuntimeError("receipt could not be recorded")
-            return {"status": "done", "receipts": 1}
         if not works:
             return {"status": "done", **side}
         delivery = Delivery(message.message_id, self.new_nonce())

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Literal
 
 from batch_canceller.commands import (
     CANCEL_REQUESTED,
     InvalidInput,
+    PublicationReceipt,
     Request,
+    StatusCheck,
     parse_message_body,
     parse_payload,
 )
+from batch_canceller.input_fields import parse_time, preview
+from batch_canceller.observability import logger
 
 Source = Literal["sqs", "eventbridge", "direct"]
 
@@ -51,7 +56,9 @@ def from_sqs(event: Mapping[str, Any]) -> list[InboundMessage]:
         message_id = str(record.get("messageId", ""))
         body = record.get("body")
         text = body if isinstance(body, str) else ""
-        parsed = _parse(message_id, "sqs", text, lambda text=text: parse_message_body(text))
+        parsed = parse_guarded(
+            message_id, "sqs", text, partial(parse_message_body, text), "message body"
+        )
         handle = record.get("receiptHandle")
         attributes = record.get("attributes")
         sent = attributes.get("SentTimestamp") if isinstance(attributes, Mapping) else None
@@ -71,29 +78,65 @@ def from_eventbridge(event: Mapping[str, Any]) -> InboundMessage:
     raw = _raw_json(event.get("detail"))
     detail_type = event.get("detail-type")
     if detail_type != CANCEL_REQUESTED:
+        shown = preview(detail_type) if isinstance(detail_type, str) else type(detail_type).__name__
         return InboundMessage(
             event_id,
             "eventbridge",
             raw,
-            error=f"unsupported detail-type {detail_type!r}; expected {CANCEL_REQUESTED!r}",
+            error=f"unsupported detail-type {shown}; expected {CANCEL_REQUESTED!r}",
         )
-    parsed = _parse(event_id, "eventbridge", raw, lambda: parse_payload(event.get("detail")))
-    return replace(parsed, sent_at=_from_iso(event.get("time")))
+    parsed = parse_guarded(
+        event_id, "eventbridge", raw, lambda: parse_payload(event.get("detail"), "detail"), "detail"
+    )
+    return replace(_external_only(parsed), sent_at=_from_iso(event.get("time")))
 
 
 def from_direct(event: object, request_id: str) -> InboundMessage:
     raw = _raw_json(event)
     if isinstance(event, str):
-        return _parse(request_id, "direct", raw, lambda: parse_message_body(event))
-    return _parse(request_id, "direct", raw, lambda: parse_payload(event))
+        parsed = parse_guarded(
+            request_id, "direct", raw, lambda: parse_message_body(event), "payload"
+        )
+    else:
+        parsed = parse_guarded(request_id, "direct", raw, lambda: parse_payload(event), "payload")
+    return _external_only(parsed)
 
 
-def _parse(message_id: str, source: Source, raw: str, parse: Any) -> InboundMessage:
+def parse_guarded(
+    message_id: str, source: Source, raw: str, parse: Callable[[], Request], what: str
+) -> InboundMessage:
+    """The one guard at the boundary: parsing ends in a request or a reason, never a crash
+    that would fail every other message of the SQS batch. Any error but InvalidInput is a bug
+    in the parser; it is logged (with its traceback) and the message dead-lettered."""
     try:
         request = parse()
     except InvalidInput as exc:
         return InboundMessage(message_id, source, raw, error=str(exc))
+    except Exception as exc:
+        logger.exception(
+            "input parser failed", extra={"message_id": message_id, "why": type(exc).__name__}
+        )
+        return InboundMessage(
+            message_id, source, raw, error=f"could not parse the {what}: {type(exc).__name__}"
+        )
     return InboundMessage(message_id, source, raw, request=request)
+
+
+def _external_only(message: InboundMessage) -> InboundMessage:
+    """Status checks and receipts are the function's own messages and come only through its
+    queue: from the `Batch Cancel Requested` rule or a direct invoke, anyone allowed to put an
+    event or invoke could forge one (a receipt marks an event announced)."""
+    kind = {StatusCheck: "a status check", PublicationReceipt: "a receipt"}.get(
+        type(message.request)
+    )
+    if kind is None:
+        return message
+    return replace(
+        message,
+        request=None,
+        error=f"{kind} is an internal message, accepted only from the queue, not from"
+        f" {'an EventBridge event' if message.source == 'eventbridge' else 'a direct invoke'}",
+    )
 
 
 def _count(attributes: object) -> int:
@@ -112,15 +155,15 @@ def _from_epoch_ms(value: object) -> datetime | None:
 
 
 def _from_iso(value: object) -> datetime | None:
-    try:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
+    moment = parse_time(value) if isinstance(value, str) else None
+    return moment.astimezone(UTC) if moment is not None and moment.tzinfo is not None else None
 
 
 def _raw_json(value: object) -> str:
     try:
         return json.dumps(value, ensure_ascii=False, default=str)
-    except (ValueError, RecursionError):
-        return repr(value)[:4096]
+    except Exception:
+        try:
+            return repr(value)[:4096]
+        except Exception:
+            return "<not representable>"

@@ -157,7 +157,9 @@ class OpenAIBatchClient:
     ) -> ApiResponse:
         query: dict[str, str] = {"limit": str(limit)}
         if after is not None:
-            query["after"] = validate_batch_id(after)
+            # A cursor, passed on as the server gave it (a gateway's need not be a batch ID);
+            # it travels URL-encoded in the query, so it cannot change the path.
+            query["after"] = after
         return self._call("GET", "/batches", query, deadline, "list")
 
     def _batch_path(self, batch_id: str) -> str:

@@ -7,7 +7,9 @@ record and events; the sweep itself only lists and selects.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 from batch_canceller.announcer import EventPublisher
@@ -24,26 +26,40 @@ IDS_PER_MESSAGE = 100
 SWEEP_REQUESTED_BY = "batch-canceller sweep"
 # A dry run's answer lists at most this many IDs (the summary still counts all).
 MAX_LISTED_IN_ANSWER = 1000
+# How old a batch can be and still not be terminal. The spec's `completion_window` enum has one
+# value, "24h", and a batch `expires_at` created_at + 24 h: then it moves to `expired`. The hour
+# of margin covers what follows the deadline (an expiring or cancelling batch settles within
+# minutes; `cancelling` takes up to 10) and a clock skew between the API and the function far
+# beyond any seen. The list is newest first, so a page ending past this age ends the sweep; a
+# page that still shows a non-terminal batch past it (a gateway with longer windows) does not.
+LONGEST_LIFETIME = timedelta(hours=24) + timedelta(hours=1)
+MAX_CURSOR = 4096
 
 
 def matches(batch: dict[str, Any], sweep: SweepRequest, now: datetime) -> bool:
-    status = batch.get("status")
+    status = _status(batch)
     if status not in NON_TERMINAL_STATUSES:
         return False
     if sweep.statuses is not None and status not in sweep.statuses:
         return False
     if sweep.older_than_minutes is not None:
-        created = batch.get("created_at")
-        if not isinstance(created, int | float):
-            return False
-        if now.timestamp() - float(created) < sweep.older_than_minutes * 60:
+        created = _created_at(batch)
+        if created is None or now.timestamp() - created < sweep.older_than_minutes * 60:
             return False
     if sweep.endpoint is not None and batch.get("endpoint") != sweep.endpoint:
         return False
     if sweep.model is not None and batch.get("model") != sweep.model:
         return False
-    metadata = batch.get("metadata") or {}
+    metadata = batch.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
     return all(metadata.get(key) == value for key, value in sweep.metadata.items())
+
+
+@dataclass
+class _Listing:
+    pages: int = 0
+    complete: bool = True
+    stopped_by_age: bool = False
 
 
 class Sweeper:
@@ -63,11 +79,8 @@ class Sweeper:
         now = self._clock()
         listed = 0
         selected: list[str] = []
-        complete = True
-        for page in self._pages(deadline):
-            if page is None:
-                complete = False  # out of time: what was selected so far is still cancelled
-                break
+        listing = _Listing()
+        for page in self._pages(deadline, now.timestamp(), listing):
             for batch in page:
                 listed += 1
                 if matches(batch, sweep, now):
@@ -78,10 +91,12 @@ class Sweeper:
             "policy": sweep.describe(),
             "dry_run": sweep.dry_run,
             "listed": listed,
+            "pages": listing.pages,
+            "stopped_by_age": listing.stopped_by_age,
             "matched": len(selected),
             "queued": queued,
             "skipped_by_max_cancels": len(selected) - len(limited),
-            "complete": complete,
+            "complete": listing.complete,
         }
         logger.info("sweep completed", extra={"sweep": summary})
         if not self._publisher.put_detail(DetailType.SWEEP_COMPLETED.value, summary, deadline):
@@ -91,13 +106,17 @@ class Sweeper:
             answer["would_cancel"] = limited[:MAX_LISTED_IN_ANSWER]
         return answer
 
-    def _pages(self, deadline: Deadline) -> Iterator[list[dict[str, Any]] | None]:
+    def _pages(
+        self, deadline: Deadline, now: float, listing: _Listing
+    ) -> Iterator[list[dict[str, Any]]]:
         after: str | None = None
+        newest_first = True
+        previous: float | None = None
         while True:
             # The client starts no request with less than this left: stop here instead, so that
             # what was selected so far is still queued.
             if not deadline.allows(MIN_REQUEST_SECONDS):
-                yield None
+                listing.complete = False
                 return
             answer = self._api.list_batches(deadline, after=after, limit=PAGE_SIZE)
             body = answer.body
@@ -111,11 +130,24 @@ class Sweeper:
                     answer.status,
                     answer.request_id,
                 )
-            page = [batch for batch in body["data"] if isinstance(batch, dict) and "id" in batch]
+            page = [b for b in body["data"] if isinstance(b, dict) and isinstance(b.get("id"), str)]
+            listing.pages += 1
             yield page
+            # The age stop holds only for a listing seen to be newest first all along.
+            times = [t for batch in page if (t := _created_at(batch)) is not None]
+            ordered = ([previous] if previous is not None else []) + times
+            newest_first = newest_first and all(a >= b for a, b in pairwise(ordered))
+            previous = times[-1] if times else previous
             if not body.get("has_more") or not page:
                 return
-            after = str(page[-1]["id"])
+            if newest_first and _past_lifetime(page, now):
+                listing.stopped_by_age = True
+                return
+            cursor = _cursor(body, page)
+            if cursor is None or cursor == after:
+                listing.complete = False  # no way on: report it, do not loop
+                return
+            after = cursor
 
     def _queue_cancels(self, batch_ids: list[str], sweep: SweepRequest) -> int:
         reason = "sweep " + ", ".join(f"{k}={v}" for k, v in sweep.describe().items())
@@ -125,3 +157,38 @@ class Sweeper:
             # Re-running the sweep re-queues what was sent: cancels are idempotent.
             raise RuntimeError(f"{accepted.count(False)} sweep messages could not be queued")
         return len(batch_ids)
+
+
+def _status(batch: dict[str, Any]) -> str:
+    status = batch.get("status")
+    return status if isinstance(status, str) else ""
+
+
+def _created_at(batch: dict[str, Any]) -> float | None:
+    created = batch.get("created_at")
+    if isinstance(created, int | float) and not isinstance(created, bool):
+        return float(created)
+    return None
+
+
+def _past_lifetime(page: list[dict[str, Any]], now: float) -> bool:
+    """The page ends past the longest lifetime, and every batch on it that old is terminal:
+    nothing further down the list can still be running."""
+    cutoff = now - LONGEST_LIFETIME.total_seconds()
+    last = _created_at(page[-1])
+    if last is None or last >= cutoff:
+        return False
+    return not any(
+        _status(batch) in NON_TERMINAL_STATUSES
+        for batch in page
+        if (created := _created_at(batch)) is not None and created < cutoff
+    )
+
+
+def _cursor(body: dict[str, Any], page: list[dict[str, Any]]) -> str | None:
+    """The next page's `after`: the answer's `last_id` (a gateway's may be any cursor), else
+    the last batch's ID. Passed on as given, never checked as a batch ID."""
+    for candidate in (body.get("last_id"), page[-1].get("id")):
+        if isinstance(candidate, str) and 0 < len(candidate) <= MAX_CURSOR:
+            return candidate
+    return None

@@ -105,8 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep",
         allow_abbrev=False,
         help="cancel every non-terminal batch matching filters",
-        description="Have the function list every batch and cancel the non-terminal ones that"
-        " match all the filters. Try --dry-run first.",
+        description="Have the function list the batches and cancel the non-terminal ones that"
+        " match all the filters. A sweep without a filter needs --all. Try --dry-run first.",
     )
     sweep.add_argument(
         "--older-than", metavar="AGE", help="created at least this long ago: 20h, 90m, 2d, minutes"
@@ -123,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     sweep.add_argument("--max-cancels", type=int, metavar="N", help="cancel at most N this run")
     sweep.add_argument("--dry-run", action="store_true", help="report only, cancel nothing")
+    sweep.add_argument(
+        "--all", action="store_true",
+        help="allow a sweep without a filter (every running batch); on a terminal, asks first",
+    )  # fmt: skip
+    sweep.add_argument("--yes", action="store_true", help="with --all: do not ask (for scripts)")
     _json_option(sweep)
     _target_options(sweep, nested=True)
     return parser
@@ -190,6 +195,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         statuses=args.statuses,
         max_cancels=args.max_cancels,
         dry_run=args.dry_run,
+        all=args.all,
+        yes=args.yes,
         json=args.json,
     )
     return sweep_command.run(target, options_sweep)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from batch_canceller.commands import InvalidInput, parse_payload
+from batch_canceller.sweep_policy import SELECTING_FILTERS
 from infra.cli import EXIT_FAILED, EXIT_OK, OperationFailed, UsageError
 from infra.cli.output import print_error, print_json, print_lines, print_note, print_table
 from infra.cli.target import Target
@@ -25,6 +27,8 @@ class SweepOptions:
     statuses: Sequence[str] = ()
     max_cancels: int | None = None
     dry_run: bool = False
+    all: bool = False
+    yes: bool = False
     json: bool = False
 
 
@@ -42,14 +46,7 @@ def build_request(options: SweepOptions) -> dict[str, Any]:
     policy: dict[str, Any] = {}
     if options.older_than is not None:
         policy["older_than_minutes"] = parse_minutes(options.older_than)
-    metadata: dict[str, str] = {}
-    for pair in options.metadata:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--metadata {pair!r}: expected KEY=VALUE")
-        if key in metadata:
-            raise UsageError(f"--metadata {key} is given twice")
-        metadata[key] = value
+    metadata = _metadata(options.metadata)
     if metadata:
         policy["metadata"] = metadata
     if options.endpoint is not None:
@@ -62,6 +59,13 @@ def build_request(options: SweepOptions) -> dict[str, Any]:
         policy["max_cancels"] = options.max_cancels
     if options.dry_run:
         policy["dry_run"] = True
+    if options.all:
+        policy["all"] = True
+    if not options.all and not options.dry_run and not set(policy) & set(SELECTING_FILTERS):
+        raise UsageError(
+            "a sweep without a filter would cancel every running batch: give --older-than,"
+            " --metadata, --endpoint, --model or --status, or --all (try --dry-run first)"
+        )
     payload = {"sweep": policy}
     try:
         parse_payload(payload)
@@ -70,11 +74,27 @@ def build_request(options: SweepOptions) -> dict[str, Any]:
     return payload
 
 
+def _metadata(pairs: Sequence[str]) -> dict[str, str]:
+    metadata: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--metadata {pair!r}: expected KEY=VALUE")
+        if key in metadata:
+            raise UsageError(f"--metadata {key} is given twice")
+        metadata[key] = value
+    return metadata
+
+
 def run(target: Target, options: SweepOptions) -> int:
     payload = build_request(options)
-    answer = target.invoke(payload)
-    if answer.get("status") == "rejected":
-        raise OperationFailed(f"the function rejected the sweep: {answer.get('error')}")
+    if options.all and not options.dry_run and not options.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("--all cancels every matching batch: add --yes to run it unattended")
+        if not _confirmed(target, payload):
+            print_error("not confirmed: nothing was cancelled")
+            return EXIT_FAILED
+    answer = _invoke(target, payload)
     if options.json:
         print_json(answer)
     else:
@@ -86,6 +106,22 @@ def run(target: Target, options: SweepOptions) -> int:
         )
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _invoke(target: Target, payload: dict[str, Any]) -> dict[str, Any]:
+    answer = target.invoke(payload)
+    if answer.get("status") == "rejected":
+        raise OperationFailed(f"the function rejected the sweep: {answer.get('error')}")
+    return answer
+
+
+def _confirmed(target: Target, payload: dict[str, Any]) -> bool:
+    """On a terminal, --all first runs as a dry run and names what it would cancel."""
+    looked = _invoke(target, {"sweep": {**payload["sweep"], "dry_run": True}})
+    count = int(looked.get("matched") or 0) - int(looked.get("skipped_by_max_cancels") or 0)
+    sys.stderr.write(f"Cancel {count} batches? type yes: ")
+    sys.stderr.flush()
+    return sys.stdin.readline().strip() == "yes"
 
 
 def _print_answer(answer: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from pathlib import Path
@@ -107,7 +108,8 @@ def test_build_request_maps_every_option() -> None:
     [
         (["--metadata", "project"], "expected KEY=VALUE"),
         (["--metadata", "a=1", "--metadata", "a=2"], "given twice"),
-        (["--max-cancels", "0"], "max_cancels"),
+        (["--max-cancels", "0", "--older-than", "1h"], "max_cancels"),
+        ([], "--all"),
         (["--status", "completed"], "invalid choice"),
         (["--older-than", "yesterday"], "--older-than"),
     ],
@@ -119,3 +121,83 @@ def test_bad_sweep_options_are_usage_errors(
 
     assert cli(state, "sweep", *option) == 2
     assert message in capsys.readouterr().err
+
+
+class Terminal(io.StringIO):
+    """stdin as a person at a terminal, who types `typed`."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def running_fleet(emulator: OpenAIEmulator) -> list[str]:
+    now = time.time()
+    running = [emulator.seed(created_at=int(now - 60 * i))["id"] for i in range(3)]
+    emulator.seed(status="completed", created_at=int(now - 100))
+    return running
+
+
+def test_sweep_without_a_filter_refuses_and_names_all(
+    stack: Stack, emulator: OpenAIEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    running_fleet(emulator)
+    state = write_state(stack, emulator, tmp_path)
+
+    assert cli(state, "sweep") == 2
+
+    assert "--all" in capsys.readouterr().err
+    assert emulator.requests == []
+    assert stack.drain_queue() == []
+
+
+def test_sweep_all_off_a_terminal_needs_yes(
+    stack: Stack,
+    emulator: OpenAIEmulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    running = running_fleet(emulator)
+    state = write_state(stack, emulator, tmp_path)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+
+    assert cli(state, "sweep", "--all") == 2
+    assert "--yes" in capsys.readouterr().err
+    assert stack.drain_queue() == []
+
+    assert cli(state, "sweep", "--all", "--yes", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["queued"] == 3
+    assert sorted(i for body in stack.drain_queue() for i in body["batch_ids"]) == sorted(running)
+
+
+@pytest.mark.parametrize(("typed", "code", "queued"), [("yes\n", 0, 3), ("no\n", 1, 0), ("", 1, 0)])
+def test_sweep_all_on_a_terminal_asks_with_the_dry_run_count(
+    stack: Stack,
+    emulator: OpenAIEmulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    typed: str,
+    code: int,
+    queued: int,
+) -> None:
+    running_fleet(emulator)
+    state = write_state(stack, emulator, tmp_path)
+    monkeypatch.setattr("sys.stdin", Terminal(typed))
+
+    assert cli(state, "sweep", "--all") == code
+
+    assert "Cancel 3 batches? type yes" in capsys.readouterr().err
+    assert len([i for body in stack.drain_queue() for i in body["batch_ids"]]) == queued
+    assert [r for r in emulator.requests if r.method == "POST"] == []  # only queued
+
+
+def test_a_dry_run_needs_no_filter(
+    stack: Stack, emulator: OpenAIEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    running = running_fleet(emulator)
+    state = write_state(stack, emulator, tmp_path)
+
+    assert cli(state, "sweep", "--dry-run", "--json") == 0
+
+    assert sorted(json.loads(capsys.readouterr().out)["would_cancel"]) == sorted(running)

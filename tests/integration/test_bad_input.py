@@ -21,12 +21,44 @@ BAD_BODIES = {
     "empty list": ('{"batch_ids": []}', "is empty"),
     "too many": (json.dumps({"batch_ids": [f"batch_{i}" for i in range(1001)]}), "at most 1000"),
     "not json": ("{not json", "not valid JSON"),
-    "json array": ('["batch_abc"]', "expected a JSON object"),
+    "json array": ('["batch_abc"]', "the message: expected a JSON object"),
     "unknown field": ('{"batch_idz": ["batch_abc"]}', "unknown field"),
     "both id fields": ('{"batch_id": "a", "batch_ids": ["b"]}', "exactly one"),
     "id too long": ("x" * 257, "invalid batch ID"),
     "oversized": ("{" + " " * (600 * 1024) + "}", "larger than"),
     "reason not text": ('{"batch_id": "batch_a", "reason": 5}', "'reason' must be a string"),
+    # Unhashable values where a name is looked up: a TypeError once, for the whole batch.
+    "list as detail-type": ('{"detail-type": [], "source": "x", "detail": {}}', "'detail-type'"),
+    "list in sweep statuses": ('{"sweep": {"statuses": [[]]}}', "'sweep.statuses[0]'"),
+    "list as sweep metadata": ('{"sweep": {"metadata": []}}', "'sweep.metadata'"),
+    "huge check attempt": (
+        json.dumps(
+            {
+                "check": {
+                    "batch_id": "batch_a",
+                    "watch_id": "w",
+                    "attempt": 2**70,
+                    "since": "2026-01-01T00:00:00+00:00",
+                }
+            }
+        ),
+        "'check.attempt'",
+    ),
+    "infinite minutes": ('{"sweep": {"older_than_minutes": 1e400}}', "'sweep.older_than_minutes'"),
+    "NaN minutes": ('{"sweep": {"older_than_minutes": NaN}}', "not valid JSON"),
+    "sweep without a filter": ('{"sweep": {}}', "'sweep' has no filter"),
+    "null cancel_at": ('{"batch_id": "batch_a", "cancel_at": null}', "'cancel_at'"),
+    "receipt time past the calendar": (
+        json.dumps(
+            {
+                "detail-type": "Batch Cancelled",
+                "source": "elsewhere",
+                "time": "9999-12-31T23:59:59-14:00",
+                "detail": {"batch_id": "batch_a"},
+            }
+        ),
+        "source",
+    ),
 }
 
 
@@ -128,3 +160,28 @@ def test_arbitrary_bodies_never_crash_a_batch_or_lose_the_valid_message_beside_t
     assert good_message not in failed_ids(answer)
     assert (stack.item(good["id"]) or {}).get("status") == "cancelled"
     assert failed_ids(answer) <= {r["messageId"] for r in event["Records"]}
+
+
+def test_a_parser_bug_dead_letters_its_message_with_a_reason_and_the_batch_goes_on(
+    stack: Stack, emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from batch_canceller import inbound
+
+    real = inbound.parse_message_body
+
+    def buggy(body: str) -> object:
+        if "trigger" in body:
+            raise KeyError("a bug in the parser")
+        return real(body)
+
+    monkeypatch.setattr(inbound, "parse_message_body", buggy)
+    good = emulator.seed(status="in_progress")
+    app = stack.app(emulator.base_url)
+
+    answer = app.handle(sqs_event('{"batch_id": "trigger"}', good["id"]), context())
+
+    assert failed_ids(answer) == set()
+    assert (stack.item(good["id"]) or {}).get("status") == "cancelling"
+    [letter] = stack.dead_letters()
+    reason = letter["MessageAttributes"]["error_reason"]["StringValue"]
+    assert reason == "could not parse the message body: KeyError"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from infra.openai_emulator import OpenAIEmulator
+from tests.integration.conftest import fake_api
 from tests.support import Stack, context
 
 HOUR = 3600
@@ -47,7 +49,7 @@ def fleet(emulator: OpenAIEmulator) -> dict[str, list[str]]:
         seed(
             "old_other",
             status="in_progress",
-            created_at=int(now - 30 * HOUR - i),
+            created_at=int(now - 23 * HOUR - i),
             metadata={"project": "other"},
         )
     for i in range(30):
@@ -171,3 +173,104 @@ def test_invalid_sweep_policy_goes_to_the_dlq_with_its_reason(
     letters = stack.dead_letters()
     assert reason in letters[0]["MessageAttributes"]["error_reason"]["StringValue"]
     assert emulator.requests == []
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        {},
+        {"metadata": {}},
+        {"metadata": []},
+        {"metadata": ""},
+        {"metadata": 0},
+        {"metadata": False},
+        {"max_cancels": 5},
+        {"all": False},
+    ],
+    ids=repr,
+)
+def test_a_sweep_that_selects_nothing_or_has_a_wrong_type_is_rejected_not_run_on_everything(
+    stack: Stack, emulator: OpenAIEmulator, policy: dict[str, Any]
+) -> None:
+    emulator.seed(status="in_progress")
+
+    answer = sweep(stack, emulator, **policy)
+
+    assert answer["status"] == "rejected"
+    assert "'sweep" in answer["error"]
+    assert emulator.requests == []
+    assert queued_ids(stack) == []
+
+
+def test_all_true_sweeps_every_non_terminal_batch_and_a_dry_run_needs_no_filter(
+    stack: Stack, emulator: OpenAIEmulator, fleet: dict[str, list[str]]
+) -> None:
+    looked = sweep(stack, emulator, dry_run=True)
+    assert looked["matched"] == 230
+    assert queued_ids(stack) == []
+
+    answer = sweep(stack, emulator, all=True)
+
+    assert answer["policy"] == {"all": True}
+    assert answer["queued"] == 230
+    assert len(queued_ids(stack)) == 230
+    # Filters beside "all" still apply.
+    assert sweep(stack, emulator, all=True, metadata={"project": "other"})["queued"] == 40
+
+
+def test_a_sweep_stops_paging_at_batches_too_old_to_be_running(
+    stack: Stack, emulator: OpenAIEmulator
+) -> None:
+    now = time.time()
+    young = [
+        emulator.seed(status="in_progress", created_at=int(now - HOUR - i))["id"]
+        for i in range(150)
+    ]
+    # An organisation's history: thousands of batches past the 24 h window, all terminal.
+    for i in range(20_000):
+        status = ("completed", "failed", "expired", "cancelled")[i % 4]
+        emulator.seed(status=status, created_at=int(now - 26 * HOUR - i))
+
+    answer = sweep(stack, emulator, all=True, dry_run=True)
+
+    pages = [r for r in emulator.requests if r.method == "GET" and r.path.endswith("/batches")]
+    assert (answer["pages"], len(pages)) == (2, 2)
+    assert answer["stopped_by_age"] is True
+    assert answer["complete"] is True
+    assert sorted(answer["would_cancel"]) == sorted(young)
+
+
+def test_a_running_batch_past_the_window_keeps_the_sweep_paging(
+    stack: Stack, emulator: OpenAIEmulator
+) -> None:
+    now = time.time()
+    for i in range(150):
+        emulator.seed(status="in_progress", created_at=int(now - HOUR - i))
+    # A gateway with longer windows: old batches still running are not given up on.
+    for i in range(150):
+        emulator.seed(status="in_progress", created_at=int(now - 50 * HOUR - i))
+
+    answer = sweep(stack, emulator, all=True, dry_run=True)
+
+    assert (answer["pages"], answer["stopped_by_age"], answer["matched"]) == (3, False, 300)
+
+
+def test_a_gateway_cursor_is_passed_on_as_given(stack: Stack) -> None:
+    cursor = "cursor:abc/+="
+    seen: list[dict[str, list[str]]] = []
+
+    def answer(method: str, path: str, headers: Any) -> tuple[int, dict[str, str], Any]:
+        query = parse_qs(urlsplit(path).query)
+        seen.append(query)
+        if "after" not in query:
+            batch = {"id": "batch_one", "status": "in_progress", "created_at": int(time.time())}
+            return 200, {}, {"object": "list", "data": [batch], "has_more": True, "last_id": cursor}
+        batch = {"id": "batch_two", "status": "in_progress", "created_at": int(time.time()) - 5}
+        return 200, {}, {"object": "list", "data": [batch], "has_more": False, "last_id": None}
+
+    with fake_api(answer) as base_url:
+        result = stack.app(base_url).handle({"sweep": {"all": True, "dry_run": True}}, context())
+
+    assert [query.get("after") for query in seen] == [None, [cursor]]
+    assert result["would_cancel"] == ["batch_one", "batch_two"]
+    assert result["pages"] == 2

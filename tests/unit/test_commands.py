@@ -250,15 +250,47 @@ def test_sweep_keeps_its_filters() -> None:
     assert sweep.dry_run is True
 
 
-def test_empty_sweep_matches_everything_and_is_not_a_dry_run() -> None:
-    sweep = parse_payload({"sweep": {}})
-    assert isinstance(sweep, SweepRequest)
-    assert sweep.older_than_minutes is None
-    assert dict(sweep.metadata) == {}
-    assert sweep.endpoint is None
-    assert sweep.model is None
-    assert sweep.statuses is None
-    assert sweep.dry_run is False
+def test_a_sweep_without_a_filter_is_rejected_unless_it_says_all_or_is_a_dry_run() -> None:
+    with pytest.raises(InvalidInput, match="'sweep' has no filter"):
+        parse_payload({"sweep": {}})
+    everything = parse_payload({"sweep": {"all": True}})
+    assert isinstance(everything, SweepRequest)
+    assert everything.all_batches is True
+    assert everything.describe() == {"all": True}
+    looking = parse_payload({"sweep": {"dry_run": True}})
+    assert isinstance(looking, SweepRequest)
+    assert looking.dry_run is True
+
+
+@pytest.mark.parametrize(
+    ("sweep", "field"),
+    [
+        ({"metadata": []}, "'sweep.metadata'"),
+        ({"metadata": ""}, "'sweep.metadata'"),
+        ({"metadata": 0}, "'sweep.metadata'"),
+        ({"metadata": False}, "'sweep.metadata'"),
+        ({"metadata": None}, "'sweep.metadata'"),
+        ({"metadata": {"a": {"b": "c"}}}, "'sweep.metadata.a'"),
+        ({"metadata": {"k" * 65: "v"}}, "'sweep.metadata["),
+        ({"statuses": [[]]}, "'sweep.statuses[0]'"),
+        ({"statuses": [{}]}, "'sweep.statuses[0]'"),
+        ({"statuses": "in_progress"}, "'sweep.statuses'"),
+        ({"older_than_minutes": float("inf")}, "'sweep.older_than_minutes'"),
+        ({"older_than_minutes": float("nan")}, "'sweep.older_than_minutes'"),
+        ({"older_than_minutes": None}, "'sweep.older_than_minutes'"),
+        ({"endpoint": ""}, "'sweep.endpoint'"),
+        ({"model": None}, "'sweep.model'"),
+        ({"all": 1}, "'sweep.all'"),
+        ({"all": "true"}, "'sweep.all'"),
+        ({"max_cancels": 2**70}, "'sweep.max_cancels'"),
+    ],
+)
+def test_a_wrong_sweep_value_is_an_error_naming_it_never_no_filter(
+    sweep: dict[str, object], field: str
+) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_payload({"sweep": {"all": True, **sweep}})
+    assert field in str(caught.value)
 
 
 def test_sweep_with_unknown_filter_is_rejected_naming_it() -> None:
@@ -383,14 +415,89 @@ def test_a_cancel_requested_event_routed_through_the_queue_is_its_command() -> N
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
-        (envelope("Batch Sweep Completed", {}), "unsupported detail-type"),
-        (envelope("Something Else", {"batch_id": "b1"}), "unsupported detail-type"),
+        (envelope("Batch Sweep Completed", {}), "unsupported 'detail-type'"),
+        (envelope("Something Else", {"batch_id": "b1"}), "unsupported 'detail-type'"),
         (envelope("Batch Cancelled", {"batch_id": "../etc"}), "invalid batch ID"),
         (envelope("Batch Cancelled", ["b1"]), "must be an object"),
-        (envelope("Batch Cancelled", {"batch_id": "b1"}, source=""), "non-empty 'source'"),
+        (envelope("Batch Cancelled", {"batch_id": "b1"}, source=""), "'source' must not be empty"),
         (envelope("Batch Cancel Requested", {"check": {}}), "must be a command or sweep"),
     ],
 )
 def test_an_unusable_event_on_the_queue_is_invalid_with_its_reason(text: str, reason: str) -> None:
     with pytest.raises(InvalidInput, match=reason):
         parse_message_body(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        (body({"detail-type": [], "source": "x", "detail": {}}), "'detail-type'"),
+        (body({"detail-type": {}, "source": "x", "detail": {}}), "'detail-type'"),
+        (envelope("Batch Cancelled", {"batch_id": ["b"]}), "'detail.batch_id'"),
+        (envelope("Batch Cancelled", {}), "'detail.batch_id' is required"),
+        (envelope("Batch Cancelled", {"batch_id": "b"}, source=[]), "'source'"),  # type: ignore[arg-type]
+        (envelope("Batch Cancel Requested", {"batch_ids": [[]]}), "'detail.batch_ids[0]'"),
+        (envelope("Batch Cancel Requested", {"batch_id": "b", "x": 1}), "'detail.x'"),
+        (envelope("Batch Cancel Requested", []), "'detail'"),
+    ],
+)
+def test_a_malformed_event_on_the_queue_names_the_field(text: str, field: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_message_body(text)
+    assert field in str(caught.value)
+
+
+@pytest.mark.parametrize("time", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00", 5, []])
+def test_an_odd_receipt_time_is_no_time_not_an_error(time: object) -> None:
+    envelope_ = json.loads(envelope("Batch Cancelled", {"batch_id": "b1"}))
+    envelope_["time"] = time
+    receipt = parse_message_body(body(envelope_))
+    assert isinstance(receipt, PublicationReceipt)
+    assert receipt.published_at is None or receipt.published_at.tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"attempt": 2**70}, "'check.attempt'"),
+        ({"watch_id": "w" * 300_000}, "'check.watch_id'"),
+        ({"since": "9999-12-31T23:59:59+00:00"}, "'check.since' is out of range"),
+        ({"since": "0001-01-01T00:00:00+14:00"}, "'check.since'"),
+        ({"step": None}, "'check.step'"),
+        ({"extra": 1}, "'check.extra'"),
+    ],
+)
+def test_an_odd_status_check_value_is_an_error_naming_it(
+    change: dict[str, object], field: str
+) -> None:
+    check: dict[str, object] = {
+        "batch_id": "batch_a",
+        "watch_id": "watch-1",
+        "attempt": 1,
+        "since": "2026-01-02T03:04:05+00:00",
+    }
+    check.update(change)
+    with pytest.raises(InvalidInput) as caught:
+        parse_payload({"check": check})
+    assert field in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"batch_id": "batch_a", "cancel_at": None}, "'cancel_at' must not be null"),
+        ({"batch_id": "batch_a", "cancel_at": "9999-12-31T23:59:59-14:00"}, "'cancel_at'"),
+        ({"batch_ids": ["batch_a", {}]}, "'batch_ids[1]'"),
+        ({"batch_ids": ["batch_a"], "reason": ["r"]}, "'reason'"),
+    ],
+)
+def test_an_odd_command_value_is_an_error_naming_it(payload: object, field: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_payload(payload)
+    assert field in str(caught.value)
+
+
+@pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity", "1" * 5000])
+def test_numbers_json_does_not_have_are_invalid_json(text: str) -> None:
+    with pytest.raises(InvalidInput, match="not valid JSON"):
+        parse_message_body('{"sweep": {"older_than_minutes": ' + text + "}}")
