@@ -99,7 +99,18 @@ class PublicationReceipt:
     published_at: datetime | None = field(default=None, compare=False)
 
 
-Request = CancelCommand | StatusCheck | SweepRequest | PublicationReceipt
+MAX_RECONCILE_RECORDS = 10_000
+
+
+@dataclass(frozen=True)
+class ReconcileRequest:
+    """Requeue the follow-through of records no queue message will touch again (sent by the
+    reconcile schedule; it only sends status checks, so a stray one is harmless)."""
+
+    max_records: int = 1000
+
+
+Request = CancelCommand | StatusCheck | SweepRequest | PublicationReceipt | ReconcileRequest
 
 
 def parse_message_body(body: str) -> Request:
@@ -131,6 +142,8 @@ def parse_payload(payload: object) -> Request:
         return _parse_check(payload)
     if "sweep" in payload:
         return _parse_sweep(payload)
+    if "reconcile" in payload:
+        return _parse_reconcile(payload)
     return _parse_command(payload)
 
 
@@ -149,7 +162,7 @@ def _parse_event(envelope: dict[str, Any]) -> Request:
     own events, or a `Batch Cancel Requested` routed through SQS."""
     detail_type, source, detail = envelope["detail-type"], envelope["source"], envelope["detail"]
     if detail_type == CANCEL_REQUESTED:
-        if not isinstance(detail, dict) or "check" in detail:
+        if not isinstance(detail, dict) or "check" in detail or "reconcile" in detail:
             raise InvalidInput(f"the detail of {CANCEL_REQUESTED!r} must be a command or sweep")
         return parse_payload(detail)
     if detail_type not in RECEIPTED_DETAIL_TYPES:
@@ -267,6 +280,24 @@ def _parse_sweep(payload: dict[str, Any]) -> SweepRequest:
         dry_run=dry_run,
         max_cancels=max_cancels,
     )
+
+
+def _parse_reconcile(payload: dict[str, Any]) -> ReconcileRequest:
+    _reject_unknown(payload, {"reconcile"}, "reconcile")
+    options = payload["reconcile"]
+    if not isinstance(options, dict):
+        raise InvalidInput("'reconcile' must be an object")
+    _reject_unknown(options, {"max_records"}, "reconcile")
+    most = options.get("max_records", ReconcileRequest.max_records)
+    if (
+        not isinstance(most, int)
+        or isinstance(most, bool)
+        or not 1 <= most <= MAX_RECONCILE_RECORDS
+    ):
+        raise InvalidInput(
+            f"'reconcile.max_records' must be an integer from 1 to {MAX_RECONCILE_RECORDS}"
+        )
+    return ReconcileRequest(max_records=most)
 
 
 def _event_time(value: object) -> datetime | None:

@@ -10,6 +10,7 @@ from typing import Any
 from batch_canceller.announce_protocol import Claim
 from batch_canceller.item_table import ItemTable
 from batch_canceller.records import CLAIM_PREFIX, SaveResult
+from batch_canceller.statuses import TERMINAL_RANK
 
 BATCH_GET_MAX_KEYS = 100
 BATCH_GET_ATTEMPTS = 6
@@ -49,12 +50,37 @@ class EventLedger(ItemTable):
         )
 
     def mark_announced(self, batch_id: str, detail_type: str) -> bool:
-        """The event was published (its PutEvents was accepted, or its receipt came)."""
+        """The event was published (its PutEvents was accepted, or its receipt came). When it
+        was the last thing the record needed following through for (nothing else owed, and the
+        batch terminal or its watch stalled), the same write takes the record out of the
+        reconciler's index; otherwise a second, plain write marks it."""
+        names = {"#claim": CLAIM_PREFIX + detail_type}
+        values: dict[str, Any] = {
+            ":event": {"SS": [detail_type]},
+            ":type": {"S": detail_type},
+            ":one": {"N": "1"},
+            ":terminal": {"N": str(TERMINAL_RANK)},
+        }
+        settling = self._update(
+            batch_id,
+            "DELETE pending_events :event ADD announced_events :event"
+            " REMOVE #claim, follow_through",
+            values,
+            condition=(
+                "contains(pending_events, :type) AND size(pending_events) = :one"
+                " AND (status_rank = :terminal OR stalled_watch = watch_id)"
+            ),
+            names=names,
+        )
+        if settling.changed:
+            return True
+        if detail_type not in settling.record.pending_events:
+            return False
         return self._update_if(
             batch_id,
             UpdateExpression="DELETE pending_events :event ADD announced_events :event REMOVE #claim",
             ConditionExpression="contains(pending_events, :type)",
-            ExpressionAttributeNames={"#claim": CLAIM_PREFIX + detail_type},
+            ExpressionAttributeNames=names,
             ExpressionAttributeValues={
                 ":event": {"SS": [detail_type]},
                 ":type": {"S": detail_type},

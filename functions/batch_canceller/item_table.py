@@ -3,13 +3,17 @@ shared by the record's writes (`store`) and the event ledger's (`event_ledger`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from batch_canceller.records import BatchRecord, SaveResult, utc_now
+
+BATCH_GET_MAX_KEYS = 100
+BATCH_GET_ATTEMPTS = 6
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -32,6 +36,28 @@ class ItemTable:
         )
         item = answer.get("Item")
         return BatchRecord.from_attributes(item) if item else None
+
+    def get_many(self, batch_ids: Sequence[str]) -> list[BatchRecord]:
+        """The items of `batch_ids` (consistent reads, 100 keys a request; missing ones left out)."""
+        records: list[BatchRecord] = []
+        unique = list(dict.fromkeys(batch_ids))
+        for start in range(0, len(unique), BATCH_GET_MAX_KEYS):
+            keys = [{"batch_id": {"S": b}} for b in unique[start : start + BATCH_GET_MAX_KEYS]]
+            request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
+            for attempt in range(BATCH_GET_ATTEMPTS):
+                answer = self._client.batch_get_item(RequestItems=request)
+                items = answer.get("Responses", {}).get(self._table, [])
+                records.extend(BatchRecord.from_attributes(item) for item in items)
+                request = dict(answer.get("UnprocessedKeys") or {})
+                if not request:
+                    break
+                # Throttled keys come back unprocessed; back off before asking again.
+                time.sleep(min(1.0, 0.05 * 2**attempt))
+            else:
+                raise RuntimeError(
+                    f"BatchGetItem left keys unprocessed after {BATCH_GET_ATTEMPTS} tries"
+                )
+        return records
 
     def _update_if(self, batch_id: str, **request: Any) -> bool:
         """A conditional UpdateItem on the batch's item; False when its condition failed."""
