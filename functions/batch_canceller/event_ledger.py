@@ -3,7 +3,6 @@ mark an event announced; and the read that receipts need."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,9 +10,6 @@ from batch_canceller.announce_protocol import Claim
 from batch_canceller.item_table import ItemTable
 from batch_canceller.records import CLAIM_PREFIX, SaveResult
 from batch_canceller.statuses import TERMINAL_RANK
-
-BATCH_GET_MAX_KEYS = 100
-BATCH_GET_ATTEMPTS = 6
 
 
 class EventLedger(ItemTable):
@@ -89,33 +85,10 @@ class EventLedger(ItemTable):
 
     def pending_events_of(self, batch_ids: Sequence[str]) -> dict[str, frozenset[str]]:
         """The events each batch still owes (batches without an item are left out)."""
-        pending: dict[str, frozenset[str]] = {}
-        unique = list(dict.fromkeys(batch_ids))
-        for start in range(0, len(unique), BATCH_GET_MAX_KEYS):
-            keys = [{"batch_id": {"S": b}} for b in unique[start : start + BATCH_GET_MAX_KEYS]]
-            request: dict[str, Any] = {
-                self._table: {
-                    "Keys": keys,
-                    "ProjectionExpression": "batch_id, pending_events",
-                    "ConsistentRead": True,
-                }
-            }
-            for attempt in range(BATCH_GET_ATTEMPTS):
-                answer = self._client.batch_get_item(RequestItems=request)
-                for item in answer.get("Responses", {}).get(self._table, []):
-                    pending[item["batch_id"]["S"]] = frozenset(
-                        item.get("pending_events", {}).get("SS", ())
-                    )
-                request = dict(answer.get("UnprocessedKeys") or {})
-                if not request:
-                    break
-                # Throttled keys come back unprocessed; back off before asking again.
-                time.sleep(min(1.0, 0.05 * 2**attempt))
-            else:
-                raise RuntimeError(
-                    f"BatchGetItem left keys unprocessed after {BATCH_GET_ATTEMPTS} tries"
-                )
-        return pending
+        return {
+            item["batch_id"]["S"]: frozenset(item.get("pending_events", {}).get("SS", ()))
+            for item in self._batch_get(batch_ids, "batch_id, pending_events")
+        }
 
 
 def set_claim(

@@ -38,16 +38,24 @@ class ItemTable:
         return BatchRecord.from_attributes(item) if item else None
 
     def get_many(self, batch_ids: Sequence[str]) -> list[BatchRecord]:
-        """The items of `batch_ids` (consistent reads, 100 keys a request; missing ones left out)."""
-        records: list[BatchRecord] = []
+        """The items of `batch_ids`, read consistently (batches without an item are left out)."""
+        return [BatchRecord.from_attributes(item) for item in self._batch_get(batch_ids)]
+
+    def _batch_get(
+        self, batch_ids: Sequence[str], projection: str | None = None
+    ) -> list[dict[str, Any]]:
+        """BatchGetItem, 100 keys a request, consistent, retrying throttled (unprocessed) keys."""
+        items: list[dict[str, Any]] = []
         unique = list(dict.fromkeys(batch_ids))
         for start in range(0, len(unique), BATCH_GET_MAX_KEYS):
             keys = [{"batch_id": {"S": b}} for b in unique[start : start + BATCH_GET_MAX_KEYS]]
-            request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
+            wanted: dict[str, Any] = {"Keys": keys, "ConsistentRead": True}
+            if projection is not None:
+                wanted["ProjectionExpression"] = projection
+            request: dict[str, Any] = {self._table: wanted}
             for attempt in range(BATCH_GET_ATTEMPTS):
                 answer = self._client.batch_get_item(RequestItems=request)
-                items = answer.get("Responses", {}).get(self._table, [])
-                records.extend(BatchRecord.from_attributes(item) for item in items)
+                items.extend(answer.get("Responses", {}).get(self._table, []))
                 request = dict(answer.get("UnprocessedKeys") or {})
                 if not request:
                     break
@@ -57,7 +65,7 @@ class ItemTable:
                 raise RuntimeError(
                     f"BatchGetItem left keys unprocessed after {BATCH_GET_ATTEMPTS} tries"
                 )
-        return records
+        return items
 
     def _update_if(self, batch_id: str, **request: Any) -> bool:
         """A conditional UpdateItem on the batch's item; False when its condition failed."""

@@ -5,6 +5,7 @@ terminal with exactly one event."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -112,14 +113,13 @@ def test_a_live_chain_and_a_live_claim_are_left_alone(
     doomed = stack.app(instant_emulator.base_url, session=DyingSession(published=False))
     with pytest.raises(Crash):
         doomed.handle({"batch_id": claimed}, context())
-    stack.drain_queue()
 
     # WHEN the reconciler runs while both are recent (in this run's own time)
     answer = stack.app(emulator.base_url).handle({"reconcile": {}}, context())
 
-    # THEN it requeues nothing
-    assert answer["reconcile"]["requeued"] == 0
-    assert stack.queue_depth() == 0
+    # THEN it does not even look at them, and requeues nothing
+    assert {stack.item(b)["follow_through"] for b in (followed, claimed)} == {"open"}
+    assert (answer["reconcile"]["examined"], answer["reconcile"]["requeued"]) == (0, 0)
 
 
 def test_a_reconcile_is_not_taken_from_the_event_bus(
@@ -146,3 +146,10 @@ def test_a_reconcile_is_not_taken_from_the_event_bus(
     assert len(reasons) == 3
     assert any("max_records" in reason for reason in reasons)
     assert any("event bus" in reason for reason in reasons)
+
+
+def test_the_sample_event_runs_a_reconcile(stack: Stack, emulator: OpenAIEmulator) -> None:
+    sample = Path(__file__).resolve().parents[2] / "events" / "direct-reconcile.json"
+    answer = stack.app(emulator.base_url).handle(json.loads(sample.read_text()), context())
+    assert answer["status"] == "done"
+    assert answer["reconcile"]["stopped"] == "complete"
