@@ -305,11 +305,16 @@ def create_resources(
 
 
 def create_batches_table(dynamodb: Any, name: str) -> str:
-    """A table shaped like template.yaml's BatchesTable (its key; indexes are not needed)."""
+    """A table shaped like template.yaml's BatchesTable: its key and its indexes (the
+    reconciler queries the follow-through index)."""
+    from infra.sam.template import load_template
+
+    table = load_template()["Resources"]["BatchesTable"]["Properties"]
     dynamodb.create_table(
         TableName=name,
-        KeySchema=[{"AttributeName": "batch_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "batch_id", "AttributeType": "S"}],
+        KeySchema=table["KeySchema"],
+        AttributeDefinitions=table["AttributeDefinitions"],
+        GlobalSecondaryIndexes=table["GlobalSecondaryIndexes"],
         BillingMode="PAY_PER_REQUEST",
     )
     return name

@@ -8,7 +8,7 @@ import math
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,6 +18,7 @@ from batch_canceller.commands import (
     CancelCommand,
     InvalidInput,
     PublicationReceipt,
+    ReconcileRequest,
     StatusCheck,
     SweepRequest,
 )
@@ -60,6 +61,7 @@ class Application:
     tally: Tally
     run_sweep: SideRequestRunner | None = None
     run_schedule: SideRequestRunner | None = None
+    run_reconcile: SideRequestRunner | None = None
     # The `source` of the function's own events: receipts must carry it.
     event_source: str = "batch-canceller"
     clock: Callable[[], datetime] = utc_now
@@ -222,6 +224,13 @@ class Application:
             return [], {}  # confirmed by the caller, before any work
         if isinstance(request, SweepRequest):
             return [], self._run_side(self.run_sweep, request, message, deadline, "sweep")
+        if isinstance(request, ReconcileRequest):
+            if message.source == "eventbridge":
+                # The reconcile schedule sends to the queue; an operator may invoke it directly.
+                wrong = replace(message, error="a reconcile is not accepted from the event bus")
+                self._dead_letter(wrong)
+                return [], {"status": "rejected", "error": wrong.error}
+            return [], self._run_side(self.run_reconcile, request, message, deadline, "reconcile")
         assert isinstance(request, CancelCommand)
         if request.cancel_at is not None and not self._due(request, message):
             return [], self._run_side(self.run_schedule, request, message, deadline, "cancel_at")

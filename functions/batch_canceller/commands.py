@@ -101,7 +101,18 @@ class PublicationReceipt:
     published_at: datetime | None = field(default=None, compare=False)
 
 
-Request = CancelCommand | StatusCheck | SweepRequest | PublicationReceipt
+MAX_RECONCILE_RECORDS = 10_000
+
+
+@dataclass(frozen=True)
+class ReconcileRequest:
+    """Requeue the follow-through of records no queue message will touch again (sent by the
+    reconcile schedule; it only sends status checks, so a stray one is harmless)."""
+
+    max_records: int = 1000
+
+
+Request = CancelCommand | StatusCheck | SweepRequest | PublicationReceipt | ReconcileRequest
 
 
 def parse_message_body(body: str) -> Request:
@@ -129,6 +140,8 @@ def parse_payload(payload: object, path: str = "") -> Request:
         return _parse_check(fields)
     if fields.has("sweep"):
         return parse_sweep(fields)
+    if fields.has("reconcile"):
+        return _parse_reconcile(fields)
     return _parse_command(fields)
 
 
@@ -164,10 +177,10 @@ def _parse_event(envelope: Fields) -> Request:
     detail_type = envelope.text("detail-type", MAX_SOURCE, required=True)
     if detail_type == CANCEL_REQUESTED:
         detail = envelope.object("detail")
-        if detail.has("check"):
+        if detail.has("check") or detail.has("reconcile"):
             raise InvalidInput(
                 f"{quoted(detail.path)} of {CANCEL_REQUESTED!r} must be a command or sweep;"
-                " a status check is internal"
+                " a status check or a reconcile is internal"
             )
         return parse_payload(detail.value, detail.path)
     if detail_type not in RECEIPTED_DETAIL_TYPES:
@@ -244,3 +257,11 @@ def event_time(value: object) -> datetime | None:
     no time rather than an error."""
     moment = parse_time(value) if isinstance(value, str) else None
     return moment.astimezone(UTC) if moment is not None and moment.tzinfo is not None else None
+
+
+def _parse_reconcile(fields: Fields) -> ReconcileRequest:
+    fields.only({"reconcile"})
+    options = fields.object("reconcile")
+    options.only({"max_records"})
+    most = options.integer("max_records", 1, MAX_RECONCILE_RECORDS)
+    return ReconcileRequest() if most is None else ReconcileRequest(max_records=most)

@@ -3,16 +3,13 @@ mark an event announced; and the read that receipts need."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from batch_canceller.announce_protocol import Claim
 from batch_canceller.item_table import ItemTable
 from batch_canceller.records import CLAIM_PREFIX, SaveResult
-
-BATCH_GET_MAX_KEYS = 100
-BATCH_GET_ATTEMPTS = 6
+from batch_canceller.statuses import TERMINAL_RANK
 
 
 class EventLedger(ItemTable):
@@ -49,12 +46,37 @@ class EventLedger(ItemTable):
         )
 
     def mark_announced(self, batch_id: str, detail_type: str) -> bool:
-        """The event was published (its PutEvents was accepted, or its receipt came)."""
+        """The event was published (its PutEvents was accepted, or its receipt came). When it
+        was the last thing the record needed following through for (nothing else owed, and the
+        batch terminal or its watch stalled), the same write takes the record out of the
+        reconciler's index; otherwise a second, plain write marks it."""
+        names = {"#claim": CLAIM_PREFIX + detail_type}
+        values: dict[str, Any] = {
+            ":event": {"SS": [detail_type]},
+            ":type": {"S": detail_type},
+            ":one": {"N": "1"},
+            ":terminal": {"N": str(TERMINAL_RANK)},
+        }
+        settling = self._update(
+            batch_id,
+            "DELETE pending_events :event ADD announced_events :event"
+            " REMOVE #claim, follow_through",
+            values,
+            condition=(
+                "contains(pending_events, :type) AND size(pending_events) = :one"
+                " AND (status_rank = :terminal OR stalled_watch = watch_id)"
+            ),
+            names=names,
+        )
+        if settling.changed:
+            return True
+        if detail_type not in settling.record.pending_events:
+            return False
         return self._update_if(
             batch_id,
             UpdateExpression="DELETE pending_events :event ADD announced_events :event REMOVE #claim",
             ConditionExpression="contains(pending_events, :type)",
-            ExpressionAttributeNames={"#claim": CLAIM_PREFIX + detail_type},
+            ExpressionAttributeNames=names,
             ExpressionAttributeValues={
                 ":event": {"SS": [detail_type]},
                 ":type": {"S": detail_type},
@@ -63,33 +85,10 @@ class EventLedger(ItemTable):
 
     def pending_events_of(self, batch_ids: Sequence[str]) -> dict[str, frozenset[str]]:
         """The events each batch still owes (batches without an item are left out)."""
-        pending: dict[str, frozenset[str]] = {}
-        unique = list(dict.fromkeys(batch_ids))
-        for start in range(0, len(unique), BATCH_GET_MAX_KEYS):
-            keys = [{"batch_id": {"S": b}} for b in unique[start : start + BATCH_GET_MAX_KEYS]]
-            request: dict[str, Any] = {
-                self._table: {
-                    "Keys": keys,
-                    "ProjectionExpression": "batch_id, pending_events",
-                    "ConsistentRead": True,
-                }
-            }
-            for attempt in range(BATCH_GET_ATTEMPTS):
-                answer = self._client.batch_get_item(RequestItems=request)
-                for item in answer.get("Responses", {}).get(self._table, []):
-                    pending[item["batch_id"]["S"]] = frozenset(
-                        item.get("pending_events", {}).get("SS", ())
-                    )
-                request = dict(answer.get("UnprocessedKeys") or {})
-                if not request:
-                    break
-                # Throttled keys come back unprocessed; back off before asking again.
-                time.sleep(min(1.0, 0.05 * 2**attempt))
-            else:
-                raise RuntimeError(
-                    f"BatchGetItem left keys unprocessed after {BATCH_GET_ATTEMPTS} tries"
-                )
-        return pending
+        return {
+            item["batch_id"]["S"]: frozenset(item.get("pending_events", {}).get("SS", ()))
+            for item in self._batch_get(batch_ids, "batch_id, pending_events")
+        }
 
 
 def set_claim(

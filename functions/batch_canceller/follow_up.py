@@ -1,5 +1,6 @@
-"""The status-check chain that follows a `cancelling` batch, as a table (docs/exactly-once.md):
-when the next check goes out, and whether an arriving check is the chain's current step."""
+"""The status-check chain that follows a batch after a cancel until it is terminal, as a table
+(docs/exactly-once.md): when the next check goes out, and whether an arriving check is the
+chain's current step."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from enum import Enum
 
 from batch_canceller.commands import StatusCheck
 from batch_canceller.records import BatchRecord
+from batch_canceller.statuses import is_terminal
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ class PollSettings:
 
 
 class CheckStep(Enum):
-    ENDED = "ended"  # no longer `cancelling`: the terminal write owes the outcome
+    ENDED = "ended"  # terminal (or no status): the terminal write owes the outcome
     SUPERSEDED = "superseded"  # another chain, or another token won this step
     CURRENT = "current"  # this check holds the chain's step: stall, or send the next one
     TAKE = "take"  # the record holds the step before this one: take it (conditional)
@@ -44,7 +46,9 @@ class CheckStep(Enum):
 
 def classify(record: BatchRecord, check: StatusCheck) -> CheckStep:
     """Where an arriving check stands, from the record its own write returned."""
-    if record.status != "cancelling":
+    # Any status short of terminal goes on: `cancelling`, and the `in_progress` (or
+    # `validating`, `finalizing`) of a gateway that answered the cancel before acting on it.
+    if record.status is None or is_terminal(record.status):
         return CheckStep.ENDED
     if record.watch_id != check.watch_id:
         return CheckStep.SUPERSEDED

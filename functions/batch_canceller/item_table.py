@@ -3,13 +3,17 @@ shared by the record's writes (`store`) and the event ledger's (`event_ledger`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from batch_canceller.records import BatchRecord, SaveResult, utc_now
+
+BATCH_GET_MAX_KEYS = 100
+BATCH_GET_ATTEMPTS = 6
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -32,6 +36,36 @@ class ItemTable:
         )
         item = answer.get("Item")
         return BatchRecord.from_attributes(item) if item else None
+
+    def get_many(self, batch_ids: Sequence[str]) -> list[BatchRecord]:
+        """The items of `batch_ids`, read consistently (batches without an item are left out)."""
+        return [BatchRecord.from_attributes(item) for item in self._batch_get(batch_ids)]
+
+    def _batch_get(
+        self, batch_ids: Sequence[str], projection: str | None = None
+    ) -> list[dict[str, Any]]:
+        """BatchGetItem, 100 keys a request, consistent, retrying throttled (unprocessed) keys."""
+        items: list[dict[str, Any]] = []
+        unique = list(dict.fromkeys(batch_ids))
+        for start in range(0, len(unique), BATCH_GET_MAX_KEYS):
+            keys = [{"batch_id": {"S": b}} for b in unique[start : start + BATCH_GET_MAX_KEYS]]
+            wanted: dict[str, Any] = {"Keys": keys, "ConsistentRead": True}
+            if projection is not None:
+                wanted["ProjectionExpression"] = projection
+            request: dict[str, Any] = {self._table: wanted}
+            for attempt in range(BATCH_GET_ATTEMPTS):
+                answer = self._client.batch_get_item(RequestItems=request)
+                items.extend(answer.get("Responses", {}).get(self._table, []))
+                request = dict(answer.get("UnprocessedKeys") or {})
+                if not request:
+                    break
+                # Throttled keys come back unprocessed; back off before asking again.
+                time.sleep(min(1.0, 0.05 * 2**attempt))
+            else:
+                raise RuntimeError(
+                    f"BatchGetItem left keys unprocessed after {BATCH_GET_ATTEMPTS} tries"
+                )
+        return items
 
     def _update_if(self, batch_id: str, **request: Any) -> bool:
         """A conditional UpdateItem on the batch's item; False when its condition failed."""

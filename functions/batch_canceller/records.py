@@ -1,8 +1,10 @@
 """The BatchesTable item as the function reads it: the contract's attributes and the bookkeeping.
 
 Bookkeeping (docs/exactly-once.md): the event ledger (`pending_events`, `announced_events`, one
-`claim <detail type>` per owed event) and the status-check chain following a `cancelling` batch
-(`watch_id`, `watch_since`, `poll_attempt`, `poll_step`).
+`claim <detail type>` per owed event); the status-check chain following a batch after a cancel
+until it is terminal (`watch_id`, `watch_since`, `poll_attempt`, `poll_step`, `poll_advanced_at`,
+and `stalled_watch`: the watch whose stall the ledger's stall entry is about); and
+`follow_through`, present while the record is followed or owes an event (the reconciler's index).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from batch_canceller.announce_protocol import Claim, Ledger
 from batch_canceller.json_values import from_item
+from batch_canceller.statuses import is_terminal
 
 CLAIM_PREFIX = "claim "
 
@@ -33,6 +36,10 @@ class BatchRecord:
     watch_since: datetime | None = None
     poll_attempt: int = 0
     poll_step: str | None = None
+    # When the chain last took a step (epoch seconds), as the step's own write recorded it.
+    poll_advanced_at: float | None = None
+    stalled_watch: str | None = None
+    follow_through: bool = False
     claims: Mapping[str, Claim] = field(default_factory=dict)
 
     @classmethod
@@ -53,6 +60,9 @@ class BatchRecord:
             watch_since=datetime.fromisoformat(since) if since else None,
             poll_attempt=int(item.get("poll_attempt", 0)),
             poll_step=item.get("poll_step"),
+            poll_advanced_at=_number(item.get("poll_advanced_at")),
+            stalled_watch=item.get("stalled_watch"),
+            follow_through="follow_through" in item,
             claims={
                 key.removeprefix(CLAIM_PREFIX): Claim(str(value["token"]), float(value["expires"]))
                 for key, value in item.items()
@@ -63,6 +73,19 @@ class BatchRecord:
     def ledger(self, detail_type: str) -> Ledger:
         """What this record says about one of its events."""
         return Ledger(detail_type in self.pending_events, self.claims.get(detail_type))
+
+    @property
+    def followed(self) -> bool:
+        """A chain of status checks follows the batch: it has a status short of terminal (the
+        chain's writes end it at the first terminal status)."""
+        return self.status is not None and not is_terminal(self.status)
+
+    @property
+    def chain_ended(self) -> bool:
+        """No chain goes on: the batch is terminal, or its current watch stalled."""
+        return not self.followed or (
+            self.watch_id is not None and self.stalled_watch == self.watch_id
+        )
 
 
 @dataclass(frozen=True)
@@ -81,6 +104,10 @@ class SaveResult:
     changed: bool
     # The events this write made owed and claimed for the writing delivery.
     claimed: frozenset[str] = frozenset()
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def utc_now() -> datetime:

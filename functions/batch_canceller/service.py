@@ -25,6 +25,7 @@ from batch_canceller.observability import Tally
 from batch_canceller.openai_api import ApiEndpoint, OpenAIBatchClient
 from batch_canceller.processor import CancelProcessor
 from batch_canceller.queue import DeadLetterSender, QueueSender
+from batch_canceller.reconcile import Reconciler
 from batch_canceller.records import utc_now
 from batch_canceller.scheduling import CancellationScheduler
 from batch_canceller.store import BatchStore
@@ -141,6 +142,9 @@ def build_application(
         tally=tally,
         run_sweep=sweeper.run,
         run_schedule=scheduler.run,
+        run_reconcile=Reconciler(
+            dynamodb, settings.batches_table_name, store, queue, poll, tally, clock
+        ).run,
         event_source=settings.event_source,
         clock=clock,
     )

@@ -28,6 +28,10 @@ TERMINAL_RANK = 5
 UNKNOWN_RANK = 0
 
 
+def is_terminal(status: str | None) -> bool:
+    return status in TERMINAL
+
+
 def rank(status: str) -> int:
     if status in TERMINAL:
         return TERMINAL_RANK

@@ -4,6 +4,7 @@ it for the writing delivery in the same write."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from batch_canceller.announce_protocol import Claim
@@ -15,6 +16,20 @@ from batch_canceller.statuses import TERMINAL_RANK, DetailType, announcement_for
 
 # An event is owed once: not while it is owed, and never after it was announced.
 NOT_YET_OWED = "NOT contains(announced_events, :type) AND NOT contains(pending_events, :type)"
+# A stall is owed once per watch: not while a stall is owed; and once one was announced, only
+# for another watch than the one it was about. Records from before `stalled_watch` kept one
+# stall per batch: theirs was about the current watch if it was marked after that watch began
+# (`stalled_at` is written as iso(), `watch_since` as isoformat(): the same UTC prefix to the
+# second, and a stall comes at least POLL_TIMEOUT_SECONDS >= 1 s after its watch began).
+STALL_NOT_YET_OWED = (
+    "NOT contains(pending_events, :type) AND (NOT contains(announced_events, :type)"
+    " OR (attribute_exists(stalled_watch) AND stalled_watch <> :watch)"
+    " OR (attribute_not_exists(stalled_watch) AND stalled_at < watch_since))"
+)
+# Present while the record needs following through: a chain follows it, or it owes an event.
+# The reconciler's sparse index (FOLLOW_THROUGH_INDEX) holds exactly these records.
+FOLLOW_THROUGH = "follow_through = :open"
+OPEN = {"S": "open"}
 
 
 class BatchStore(ItemTable):
@@ -33,8 +48,9 @@ class BatchStore(ItemTable):
     ) -> SaveResult:
         """Store the API's Batch object unless the item already holds the same or a later state.
         The first terminal status owes its event and claims it for `claim`; `watch` (with a
-        `cancelling` answer) starts a status-check chain in the same write, unless one already
-        follows the batch (then that one goes on)."""
+        non-terminal answer: `cancelling`, or a gateway's `in_progress` before the cancel took
+        effect) starts a status-check chain in the same write, unless one already follows the
+        batch (then that one goes on)."""
         status = str(batch["status"])
         new_rank = rank(status)
         sets = ["#status = :status", "status_rank = :rank", "#batch = :batch", "updated_at = :now"]
@@ -51,10 +67,14 @@ class BatchStore(ItemTable):
                 "watch_id = if_not_exists(watch_id, :watch)",
                 "watch_since = if_not_exists(watch_since, :since)",
                 "poll_attempt = if_not_exists(poll_attempt, :none_yet)",
+                "poll_advanced_at = if_not_exists(poll_advanced_at, :advanced)",
+                FOLLOW_THROUGH,
             ]
             values[":watch"] = {"S": watch.watch_id}
             values[":since"] = {"S": watch.since.isoformat()}
             values[":none_yet"] = {"N": "0"}
+            values[":advanced"] = _epoch(watch.since)
+            values[":open"] = OPEN
         names = {"#status": "status", "#batch": "batch"}
         announcement = announcement_for(status)
         adds = ""
@@ -62,6 +82,8 @@ class BatchStore(ItemTable):
             # Only the first terminal write passes the condition, so this is the transition.
             adds = " ADD pending_events :announce"
             values[":announce"] = {"SS": [announcement.value]}
+            sets.append(FOLLOW_THROUGH)
+            values[":open"] = OPEN
             set_claim(sets, values, names, announcement.value, claim)
         return self._update(
             batch_id,
@@ -98,6 +120,8 @@ class BatchStore(ItemTable):
             names: dict[str, str] = {}
             owing_values[":announce"] = {"SS": [failed]}
             owing_values[":type"] = {"S": failed}
+            owing_values[":open"] = OPEN
+            owing_sets.append(FOLLOW_THROUGH)
             set_claim(owing_sets, owing_values, names, failed, claim)
             result = self._update(
                 batch_id,
@@ -112,23 +136,26 @@ class BatchStore(ItemTable):
         return self._update(batch_id, "SET " + ", ".join(sets), values, condition=None)
 
     def mark_stalled(self, batch_id: str, watch_id: str, claim: Claim | None = None) -> SaveResult:
-        """The chain `watch_id` timed out while the batch is still `cancelling`: owe the stall."""
+        """The chain `watch_id` timed out while the batch is not terminal: owe its stall. A
+        watch started after an earlier one stalled owes a stall of its own (STALL_NOT_YET_OWED)."""
         stalled = DetailType.CANCEL_STALLED.value
-        sets = ["stalled_at = :now", "updated_at = :now"]
-        names = {"#status": "status"}
+        sets = ["stalled_at = :now", "updated_at = :now", "stalled_watch = :watch", FOLLOW_THROUGH]
+        names: dict[str, str] = {}
         values: dict[str, Any] = {
             ":now": to_attribute(iso(self._clock())),
             ":announce": {"SS": [stalled]},
             ":type": {"S": stalled},
-            ":cancelling": {"S": "cancelling"},
+            ":terminal": to_attribute(TERMINAL_RANK),
             ":watch": {"S": watch_id},
+            ":open": OPEN,
         }
         set_claim(sets, values, names, stalled, claim)
         return self._update(
             batch_id,
-            "SET " + ", ".join(sets) + " ADD pending_events :announce",
+            "SET " + ", ".join(sets) + " DELETE announced_events :announce"
+            " ADD pending_events :announce",
             values,
-            condition=f"#status = :cancelling AND watch_id = :watch AND {NOT_YET_OWED}",
+            condition=f"status_rank < :terminal AND watch_id = :watch AND {STALL_NOT_YET_OWED}",
             names=names,
             claims=stalled if claim else None,
         )
@@ -144,31 +171,58 @@ class BatchStore(ItemTable):
             ":watch": {"S": watch.watch_id},
             ":since": {"S": watch.since.isoformat()},
             ":none_yet": {"N": "0"},
+            ":advanced": _epoch(watch.since),
+            ":open": OPEN,
         }
         if replacing is not None:
             values[":old"] = {"S": replacing}
         return self._update(
             batch_id,
-            "SET watch_id = :watch, watch_since = :since, poll_attempt = :none_yet"
-            " REMOVE poll_step",
+            "SET watch_id = :watch, watch_since = :since, poll_attempt = :none_yet,"
+            f" poll_advanced_at = :advanced, {FOLLOW_THROUGH} REMOVE poll_step",
             values,
             condition=condition,
         )
 
     def take_step(self, batch_id: str, watch_id: str, attempt: int, step: str) -> SaveResult:
         """Make check `attempt` (token `step`) the chain's current step: the arriving check
-        takes the step after the one the record holds; only one token wins it (`changed`)."""
+        takes the step after the one the record holds; only one token wins it (`changed`).
+        A batch that became terminal meanwhile has no step to take: its chain has ended."""
         return self._update(
             batch_id,
-            "SET poll_attempt = :attempt, poll_step = :step",
+            "SET poll_attempt = :attempt, poll_step = :step, poll_advanced_at = :advanced,"
+            f" {FOLLOW_THROUGH}",
             {
                 ":watch": {"S": watch_id},
                 ":attempt": {"N": str(attempt)},
                 ":previous": {"N": str(attempt - 1)},
                 ":step": {"S": step},
+                ":advanced": _epoch(self._clock()),
+                ":terminal": to_attribute(TERMINAL_RANK),
+                ":open": OPEN,
             },
-            condition="watch_id = :watch AND poll_attempt = :previous",
+            condition="watch_id = :watch AND poll_attempt = :previous AND status_rank < :terminal",
         )
+
+    def settle(self, batch_id: str, watch_id: str | None) -> bool:
+        """Take a record that needs no more following through out of the reconciler's index:
+        nothing owed, and the batch terminal or its watch `watch_id` stalled (conditional, so a
+        record that moved on since it was read keeps its place)."""
+        values: dict[str, Any] = {":terminal": to_attribute(TERMINAL_RANK)}
+        condition = "attribute_not_exists(pending_events) AND (status_rank = :terminal"
+        if watch_id is not None:
+            condition += " OR (watch_id = :watch AND stalled_watch = :watch)"
+            values[":watch"] = {"S": watch_id}
+        return self._update_if(
+            batch_id,
+            UpdateExpression="REMOVE follow_through",
+            ConditionExpression=condition + ")",
+            ExpressionAttributeValues=values,
+        )
+
+
+def _epoch(moment: datetime) -> dict[str, str]:
+    return {"N": f"{moment.timestamp():.3f}"}
 
 
 def _set_request_fields(

@@ -1,5 +1,6 @@
-"""One work item: a batch ID to cancel, or a status check of a `cancelling` batch. The API call
-and the conditional write for it, ending in a result that says what the record now owes."""
+"""One work item: a batch ID to cancel, or a status check of a batch not yet terminal after its
+cancel. The API call and the conditional write for it, ending in a result that says what the
+record now owes."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from batch_canceller.openai_api import (
 )
 from batch_canceller.records import BatchRecord, Watch, iso
 from batch_canceller.redaction import redact_all
+from batch_canceller.statuses import is_terminal
 from batch_canceller.store import BatchStore
 
 
@@ -134,20 +136,21 @@ class WorkRunner:
             return self._api_error(item, answer, claim)
         batch = redact_all(_batch_object(answer, work.batch_id), self._redact)
         now = self._clock()
-        # A `cancelling` batch is followed by a chain of status checks. This write starts one
-        # unless one already follows the batch; either way, this cancel sends a check for the
-        # chain's next step (a running chain's own next check and this one race for the step;
-        # one that died is revived).
+        # A batch the answer leaves short of terminal (`cancelling`, or the `in_progress` of a
+        # gateway that answers before it acts) is followed by a chain of status checks. This
+        # write starts one unless one already follows the batch; either way, this cancel sends
+        # a check for the chain's next step (a running chain's own next check and this one race
+        # for the step; one that died is revived).
         saved = self._store.save_batch(
             work.batch_id,
             batch,
             work.reason,
             work.requested_by,
             claim=claim,
-            watch=Watch(uuid.uuid4().hex, now) if batch["status"] == "cancelling" else None,
+            watch=None if is_terminal(batch["status"]) else Watch(uuid.uuid4().hex, now),
         )
         record = saved.record
-        if record.status != "cancelling":
+        if not record.followed:
             result = WorkResult(work, item.delivery, record.status or "unknown", None, record)
             return replace(result, claimed=saved.claimed)
         if record.watch_id is None or self._poll.expired(record.watch_since, now):
@@ -163,7 +166,7 @@ class WorkRunner:
             record.watch_since or now,
             uuid.uuid4().hex,
         )
-        result = WorkResult(work, item.delivery, "cancelling", None, record, saved.claimed)
+        result = WorkResult(work, item.delivery, str(record.status), None, record, saved.claimed)
         return replace(result, next_check=next_check)
 
     def _check(
@@ -200,7 +203,8 @@ class WorkRunner:
         following = StatusCheck(
             work.batch_id, work.watch_id, work.attempt + 1, work.since, uuid.uuid4().hex
         )
-        return WorkResult(work, item.delivery, "cancelling", None, record, next_check=following)
+        outcome = record.status or "unknown"
+        return WorkResult(work, item.delivery, outcome, None, record, next_check=following)
 
     def _last_error(self, answer: ApiResponse) -> dict[str, Any]:
         error = answer.error()

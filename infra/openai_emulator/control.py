@@ -97,13 +97,21 @@ def _get_config(emu: OpenAIEmulator, _request: Request, _arg: str) -> Response:
 
 def _set_config(emu: OpenAIEmulator, request: Request, _arg: str) -> Response:
     body = _object(request)
-    unknown = set(body) - {"latency_seconds", "cancel_delay_seconds", "api_keys"}
+    unknown = set(body) - {
+        "latency_seconds",
+        "cancel_delay_seconds",
+        "cancel_lag_seconds",
+        "api_keys",
+    }
     if unknown:
         raise ValueError(f"unknown config fields: {sorted(unknown)}")
     if "latency_seconds" in body:
         emu.latency_seconds = float(body["latency_seconds"])
     if "cancel_delay_seconds" in body:
         emu.cancel_delay_seconds = float(body["cancel_delay_seconds"])
+    if "cancel_lag_seconds" in body:
+        lag = body["cancel_lag_seconds"]
+        emu.cancel_lag_seconds = None if lag is None else float(lag)
     if "api_keys" in body:
         keys = body["api_keys"]
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):

@@ -135,6 +135,19 @@ class OpenAIEmulator(ManagedServer):
             self._store.cancel_delay_seconds = value
 
     @property
+    def cancel_lag_seconds(self) -> float | None:
+        """None: a cancel answers `cancelling`. A number: it answers the batch unchanged (as
+        compatible gateways do) and takes effect that many seconds later."""
+        return self._store.cancel_lag_seconds
+
+    @cancel_lag_seconds.setter
+    def cancel_lag_seconds(self, value: float | None) -> None:
+        if value is not None and value < 0:
+            raise ValueError("cancel_lag_seconds must be >= 0, or None")
+        with self._lock:
+            self._store.cancel_lag_seconds = value
+
+    @property
     def api_keys(self) -> frozenset[str]:
         return self._api_keys
 
@@ -147,6 +160,7 @@ class OpenAIEmulator(ManagedServer):
             "path_prefix": self.path_prefix,
             "latency_seconds": self.latency_seconds,
             "cancel_delay_seconds": self.cancel_delay_seconds,
+            "cancel_lag_seconds": self.cancel_lag_seconds,
             "api_key_count": len(self._api_keys),  # never the keys themselves
         }
 

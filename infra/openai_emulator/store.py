@@ -53,6 +53,8 @@ class _Record:
     # whole seconds, and changing the emulator's delay later must not move old cancels.
     cancel_started: float | None = None
     cancel_delay: float = 0.0
+    # A cancel accepted but not yet in effect (`cancel_lag_seconds`): when it takes effect.
+    cancel_takes_effect: float | None = None
 
 
 class BatchStore:
@@ -66,6 +68,10 @@ class BatchStore:
     ) -> None:
         self._clock = clock
         self.cancel_delay_seconds = cancel_delay_seconds
+        # None: a cancel takes effect when it is answered (`cancelling`). A number: like some
+        # compatible gateways, the cancel is answered with the batch as it was (its status
+        # unchanged) and takes effect this many seconds later.
+        self.cancel_lag_seconds: float | None = None
         self._lock = lock or threading.Lock()
         self._records: dict[str, _Record] = {}
 
@@ -159,6 +165,12 @@ class BatchStore:
             status = record.batch["status"]
             if status in TERMINAL_STATUSES:
                 raise openai_error(409, f"Cannot cancel a batch with status '{status}'.")
+            if status in CANCELLABLE_STATUSES and self.cancel_lag_seconds is not None:
+                answer = self._view(record, now)
+                if record.cancel_takes_effect is None:
+                    record.cancel_takes_effect = now + self.cancel_lag_seconds
+                    self._advance(record, now)
+                return answer
             if status in CANCELLABLE_STATUSES:
                 record.cancel_started = now
                 record.cancel_delay = self._delay_for(record)
@@ -201,6 +213,13 @@ class BatchStore:
 
     def _advance(self, record: _Record, now: float) -> None:
         batch = record.batch
+        effect = record.cancel_takes_effect
+        if effect is not None and now >= effect and batch["status"] in CANCELLABLE_STATUSES:
+            record.cancel_takes_effect = None
+            record.cancel_started = effect
+            record.cancel_delay = self._delay_for(record)
+            batch["status"] = "cancelling"
+            batch["cancelling_at"] = int(effect)
         if batch["status"] != "cancelling" or record.cancel_started is None:
             return
         finished = record.cancel_started + record.cancel_delay

@@ -227,6 +227,29 @@ def test_cancel_on_cancelling_is_idempotent(
     assert emu.get(batch_id)["status"] == "cancelled"  # type: ignore[index]
 
 
+def test_a_lagging_cancel_answers_the_batch_unchanged_and_takes_effect_later(
+    emu: OpenAIEmulator, http: urllib3.PoolManager, clock: FakeClock
+) -> None:
+    # Set through the control plane, as another process would.
+    assert control(http, emu, "POST", "/config", {"cancel_lag_seconds": 3}).status == 200
+    batch_id = emu.seed(status="in_progress")["id"]
+
+    answer = json.loads(call(http, emu, "POST", f"/batches/{batch_id}/cancel").data)
+    clock.advance(1)
+    again = json.loads(call(http, emu, "POST", f"/batches/{batch_id}/cancel").data)
+    still = emu.get(batch_id)["status"]  # type: ignore[index]
+    clock.advance(2)  # the first cancel takes effect now (T0 + 3), the second did not move it
+    cancelling = emu.get(batch_id)
+    clock.advance(2)  # and the cancel delay (2 s) runs from then
+
+    assert (answer["status"], answer["cancelling_at"]) == ("in_progress", None)
+    assert (again["status"], still) == ("in_progress", "in_progress")
+    assert cancelling["status"] == "cancelling"  # type: ignore[index]
+    assert cancelling["cancelling_at"] == int(T0 + 3)  # type: ignore[index]
+    assert emu.get(batch_id)["cancelled_at"] == int(T0 + 5)  # type: ignore[index]
+    assert emu.config()["cancel_lag_seconds"] == 3
+
+
 @pytest.mark.parametrize("status", sorted(TERMINAL_STATUSES))
 def test_cancel_on_a_terminal_batch_is_409(
     emu: OpenAIEmulator, http: urllib3.PoolManager, status: str

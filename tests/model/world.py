@@ -265,6 +265,8 @@ class ModelBatch:
     status: str
     instant: bool  # a cancel takes effect at once (else the batch stays cancelling a while)
     known: bool = True  # False: the API answers 404
+    # Like some compatible gateways: a cancel is answered with the batch as it was before it.
+    lagging: bool = False
 
     def body(self) -> dict[str, Any]:
         return {"id": self.batch_id, "object": "batch", "status": self.status, "created_at": 1}
@@ -283,9 +285,10 @@ class ModelApi:
             return ApiResponse(
                 409, {"error": {"message": message, "type": "invalid_request_error"}}, "req"
             )
+        answer = batch.body()
         if batch.status != "cancelling":
             batch.status = "cancelled" if batch.instant else "cancelling"
-        return ApiResponse(200, batch.body(), "req")
+        return ApiResponse(200, answer if batch.lagging else batch.body(), "req")
 
     def retrieve_batch(self, fault: str, batch_id: str, deadline: Any) -> ApiResponse:
         batch = self._batch(fault, batch_id)

@@ -27,6 +27,7 @@ ACTION_CALLS: dict[str, tuple[str, ...]] = {
     "dynamodb:GetItem": ("get_item",),
     "dynamodb:BatchGetItem": ("batch_get_item",),
     "dynamodb:UpdateItem": ("update_item",),
+    "dynamodb:Query": ("query",),
     "sqs:SendMessage": ("send_message", "send_message_batch"),
     "sqs:ChangeMessageVisibility": ("change_message_visibility",),
     "events:PutEvents": ("put_events",),

@@ -233,7 +233,7 @@ def test_table_deletion_protection_is_a_parameter(template: dict[str, Any]) -> N
 def test_table_has_the_status_index(template: dict[str, Any]) -> None:
     props = properties(template, "BatchesTable")
     types = {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]}
-    assert types == {"batch_id": "S", "status": "S", "updated_at": "S"}
+    assert types == {"batch_id": "S", "status": "S", "updated_at": "S", "follow_through": "S"}
     (index,) = (i for i in props["GlobalSecondaryIndexes"] if i["IndexName"] == "status-index")
     assert index["KeySchema"] == [
         {"AttributeName": "status", "KeyType": "HASH"},
@@ -343,6 +343,49 @@ def test_sweep_parameter_defaults(template: dict[str, Any]) -> None:
     assert set(parameters["SweepEnabled"]["AllowedValues"]) == {"true", "false"}
 
 
+FOLLOW_THROUGH_INDEX_ARN = {"Fn::Sub": "${BatchesTable.Arn}/index/follow-through-index"}
+
+
+def test_the_follow_through_index_is_sparse_and_oldest_update_first(
+    template: dict[str, Any],
+) -> None:
+    from batch_canceller.reconcile import FOLLOW_THROUGH_INDEX
+
+    indexes = properties(template, "BatchesTable")["GlobalSecondaryIndexes"]
+    (index,) = (i for i in indexes if i["IndexName"] == FOLLOW_THROUGH_INDEX)
+    assert index["KeySchema"] == [
+        {"AttributeName": "follow_through", "KeyType": "HASH"},
+        {"AttributeName": "updated_at", "KeyType": "RANGE"},
+    ]
+    # The reconciler reads the items themselves (consistently) before it acts.
+    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+
+
+def test_reconcile_schedule_sends_a_reconcile_to_the_queue_with_its_own_dlq(
+    template: dict[str, Any],
+) -> None:
+    props = properties(template, "ReconcileSchedule")
+    assert props["ScheduleExpression"] == ref("ReconcileScheduleExpression")
+    assert template["Parameters"]["ReconcileScheduleExpression"]["Default"] == "rate(15 minutes)"
+    assert props["State"] == "ENABLED"
+    target = props["Target"]
+    assert target["Arn"] == arn_of("CancelQueue")
+    assert json.loads(target["Input"]) == {"reconcile": {}}
+    assert target["DeadLetterConfig"] == {"Arn": arn_of("ReconcileScheduleDeadLetterQueue")}
+    assert target["RoleArn"] == arn_of("ReconcileSchedulerRole")
+    role = properties(template, "ReconcileSchedulerRole")
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    assert statements == [
+        {
+            "Effect": "Allow",
+            "Action": "sqs:SendMessage",
+            "Resource": [arn_of("CancelQueue"), arn_of("ReconcileScheduleDeadLetterQueue")],
+        }
+    ]
+
+
 def test_scheduler_role_may_only_send_to_the_queue_and_the_sweeps_dlq(
     template: dict[str, Any],
 ) -> None:
@@ -444,7 +487,8 @@ def test_function_role_names_its_resources(template: dict[str, Any]) -> None:
         assert grants[f"dynamodb:{action}"] == [arn_of("BatchesTable")]
     # Never called: tests/template/test_grants_match_calls.py.
     assert "dynamodb:PutItem" not in grants
-    assert "dynamodb:Query" not in grants
+    # Only the reconciler queries, and only its sparse index.
+    assert grants["dynamodb:Query"] == [FOLLOW_THROUGH_INDEX_ARN]
     for action in ("ReceiveMessage", "DeleteMessage", "GetQueueAttributes"):
         assert grants[f"sqs:{action}"] == [arn_of("CancelQueue")]
     assert grants["sqs:SendMessage"] == [

@@ -1,0 +1,163 @@
+"""The reconciler: follow-through that no queue message carries any more, requeued.
+
+A chain of status checks and the announcing of an owed event live in queue messages; a check
+dead-lettered, a queue purged or replaced, or a direct invoke that died after its write leaves a
+record followed by nothing. The record's writes keep `follow_through` on it while a chain
+follows it or it owes an event (the sparse FOLLOW_THROUGH_INDEX holds only those); a scheduled
+run (`{"reconcile": {}}`) reads the ones not updated for twice POLL_MAX_DELAY_SECONDS, oldest
+first, and from each record's own facts decides (`assess`):
+
+- its chain has not taken a step (`poll_advanced_at`) for that long, or an owed event has no
+  live claim: requeue a status check for the chain's next step. The check races whatever check
+  may still be out there for that step (one token wins it, docs/exactly-once.md), and like
+  every check it announces what the record owes, through the protocol;
+- nothing is followed or owed any more: take the record out of the index (conditional);
+- otherwise (a recent step, a live claim): leave it.
+
+It only sends status checks and removes the index attribute under a condition, so a run that
+should not have happened costs some API reads and nothing else.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from batch_canceller.commands import ReconcileRequest, StatusCheck
+from batch_canceller.deadline import FINISH_SECONDS, Deadline
+from batch_canceller.follow_up import PollSettings
+from batch_canceller.observability import Tally, logger
+from batch_canceller.queue import OutgoingMessage, QueueSender
+from batch_canceller.records import BatchRecord, iso
+from batch_canceller.store import OPEN, BatchStore
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+FOLLOW_THROUGH_INDEX = "follow-through-index"
+PAGE_SIZE = 100
+# Time kept for one more page: a Query, a BatchGetItem, its checks sent and records settled.
+PAGE_SECONDS = 3.0
+# The watch of a record that owes an event but was never followed (a first answer that was
+# terminal or an error): its check is superseded or ends at once, and announces on the way.
+NO_WATCH = "reconcile"
+
+
+class Action(Enum):
+    WAIT = "wait"  # a recent step, or a live claim: its own messages are still at work
+    CHECK = "check"  # requeue a status check for the chain's next step
+    SETTLE = "settle"  # nothing followed or owed: out of the index
+
+
+def assess(record: BatchRecord, now: float, stale_after: float) -> Action:
+    """What the reconciler does about one record, from the record's own facts."""
+    unclaimed = [
+        detail_type
+        for detail_type in record.pending_events
+        if (claim := record.claims.get(detail_type)) is None or not claim.live(now)
+    ]
+    if unclaimed:
+        return Action.CHECK
+    if not record.chain_ended:
+        advanced = record.poll_advanced_at
+        # No step recorded: a chain from before `poll_advanced_at`, not seen to move since.
+        return Action.CHECK if advanced is None or now - advanced >= stale_after else Action.WAIT
+    return Action.WAIT if record.pending_events else Action.SETTLE
+
+
+def next_check(record: BatchRecord, now: datetime) -> StatusCheck:
+    return StatusCheck(
+        record.batch_id,
+        record.watch_id or NO_WATCH,
+        record.poll_attempt + 1,
+        record.watch_since or now,
+        uuid.uuid4().hex,
+    )
+
+
+class Reconciler:
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table_name: str,
+        store: BatchStore,
+        queue: QueueSender,
+        poll: PollSettings,
+        tally: Tally,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._client = client
+        self._table = table_name
+        self._store = store
+        self._queue = queue
+        self._poll = poll
+        self._tally = tally
+        self._clock = clock
+
+    def run(self, request: ReconcileRequest, deadline: Deadline) -> dict[str, Any]:
+        """One bounded pass over the index; a summary of what it did."""
+        now = self._clock()
+        stale_after = 2 * self._poll.max_delay_seconds
+        cutoff = iso(now - timedelta(seconds=stale_after))
+        counts: Counter[str] = Counter()
+        for batch_ids in self._pages(cutoff, request.max_records, deadline):
+            records = self._store.get_many(batch_ids)
+            counts["examined"] += len(batch_ids)
+            actions = {r.batch_id: assess(r, now.timestamp(), stale_after) for r in records}
+            counts.update(action.value for action in actions.values())
+            checks = [
+                OutgoingMessage(next_check(record, now).to_message())
+                for record in records
+                if actions[record.batch_id] is Action.CHECK
+            ]
+            sent = self._queue.send_many(checks)
+            counts["requeued"] += sum(sent)
+            counts["requeue_failed"] += sent.count(False)
+            for record in records:
+                if actions[record.batch_id] is Action.SETTLE:
+                    counts["settled"] += self._store.settle(record.batch_id, record.watch_id)
+        if counts["examined"] >= request.max_records:
+            stopped = "max_records"
+        elif not deadline.leaves(FINISH_SECONDS + PAGE_SECONDS):
+            stopped = "deadline"
+        else:
+            stopped = "complete"
+        self._tally.count("Reconciled", counts["requeued"])
+        summary: dict[str, Any] = {
+            "examined": counts["examined"],
+            "requeued": counts["requeued"],
+            "requeue_failed": counts["requeue_failed"],
+            "settled": counts["settled"],
+            "waiting": counts[Action.WAIT.value],
+            "stopped": stopped,
+        }
+        logger.info("reconciled", extra={"reconcile": summary})
+        return {"status": "done", "reconcile": summary}
+
+    def _pages(self, cutoff: str, most: int, deadline: Deadline) -> Iterator[list[str]]:
+        """Batch IDs of the index, not updated since `cutoff`, oldest first; at most `most`,
+        and none once the deadline leaves no time for another page."""
+        start: dict[str, Any] | None = None
+        left = most
+        while left > 0 and deadline.leaves(FINISH_SECONDS + PAGE_SECONDS):
+            query: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": FOLLOW_THROUGH_INDEX,
+                "KeyConditionExpression": "follow_through = :open AND updated_at < :cutoff",
+                "ExpressionAttributeValues": {":open": OPEN, ":cutoff": {"S": cutoff}},
+                "Limit": min(PAGE_SIZE, left),
+            }
+            if start is not None:
+                query["ExclusiveStartKey"] = start
+            answer = self._client.query(**query)
+            batch_ids = [item["batch_id"]["S"] for item in answer.get("Items", [])]
+            if batch_ids:
+                left -= len(batch_ids)
+                yield batch_ids
+            start = answer.get("LastEvaluatedKey")
+            if start is None:
+                return
