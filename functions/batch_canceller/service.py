@@ -26,6 +26,7 @@ from batch_canceller.openai_api import ApiEndpoint, OpenAIBatchClient
 from batch_canceller.processor import CancelProcessor
 from batch_canceller.queue import DeadLetterSender, QueueSender
 from batch_canceller.records import utc_now
+from batch_canceller.schedule_writer import SCHEDULER_CALLS
 from batch_canceller.scheduling import CancellationScheduler, queue_arn_from_url
 from batch_canceller.store import BatchStore
 from batch_canceller.sweep import Sweeper
@@ -126,12 +127,14 @@ def build_application(
     )
     sweeper = Sweeper(api, queue, publisher)
     scheduler = CancellationScheduler(
-        lambda: session.client("scheduler", config=config),
+        # One attempt per call, bounded in time: the writes stop before the deadline.
+        lambda: session.client("scheduler", config=config.merge(SCHEDULER_CALLS)),
         settings.schedule_group_name,
         settings.scheduler_role_arn,
         queue_arn_from_url(settings.cancel_queue_url, session.region_name or "us-east-1"),
         queue,
         clock,
+        tally,
     )
     return Application(
         processor=processor,
