@@ -27,6 +27,7 @@ from batch_canceller.processor import CancelProcessor
 from batch_canceller.queue import DeadLetterSender, QueueSender
 from batch_canceller.reconcile import Reconciler
 from batch_canceller.records import utc_now
+from batch_canceller.schedule_writer import SCHEDULER_CALLS
 from batch_canceller.scheduling import CancellationScheduler
 from batch_canceller.store import BatchStore
 from batch_canceller.sweep import Sweeper
@@ -127,13 +128,15 @@ def build_application(
     )
     sweeper = Sweeper(api, queue, publisher)
     scheduler = CancellationScheduler(
-        lambda: session.client("scheduler", config=config),
+        # One attempt per call, bounded in time: the writes stop before the deadline.
+        lambda: session.client("scheduler", config=config.merge(SCHEDULER_CALLS)),
         settings.schedule_group_name,
         settings.scheduler_role_arn,
         # Set whenever the role is (Settings checks it); without the role cancel_at is refused.
         settings.cancel_queue_arn or "",
         queue,
         clock,
+        tally,
     )
     return Application(
         processor=processor,

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from botocore.exceptions import BotoCoreError, ClientError
 
 from batch_canceller.commands import InvalidInput, validate_batch_id
-from batch_canceller.scheduling import NAME_PREFIX, schedule_name_prefix
+from batch_canceller.scheduling import NAME_PREFIX, legacy_name_prefix, schedule_name
 from infra.cli import EXIT_FAILED, EXIT_OK, OperationFailed, UsageError
 from infra.cli.output import print_error, print_json, print_lines, print_note, print_table, shorten
 from infra.cli.target import Target
@@ -88,7 +88,9 @@ def run_delete(
         for name in names:
             (deleted if _delete(client, group, name) else missing).append(name)
         for batch_id in batch_ids:
-            matching = _names_with_prefix(client, group, schedule_name_prefix(batch_id))
+            # The batch's one schedule, and any a version before issue 11 named per time.
+            legacy = _names_with_prefix(client, group, legacy_name_prefix(batch_id))
+            matching = [schedule_name(batch_id), *legacy]
             gone = [name for name in matching if _delete(client, group, name)]
             deleted.extend(gone)
             if not gone:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from batch_canceller.scheduling import schedule_name_prefix
+from batch_canceller.scheduling import legacy_name_prefix, schedule_name
 from infra.openai_emulator import OpenAIEmulator
 from tests.cli import SCHEDULER_ROLE, cli, offline_state, write_state
-from tests.support import Stack
+from tests.support import Stack, client
 
 
 def test_schedules_from_send_at_are_listed_and_deleted_by_batch(
@@ -35,7 +35,7 @@ def test_schedules_from_send_at_are_listed_and_deleted_by_batch(
     assert sorted(s["batch_ids"][0] for s in listed) == ids
     expected = datetime.now(UTC) + timedelta(hours=2)
     for schedule in listed:
-        assert schedule["name"].startswith(schedule_name_prefix(schedule["batch_ids"][0]))
+        assert schedule["name"] == schedule_name(schedule["batch_ids"][0])
         assert schedule["reason"] == "night"
         assert schedule["state"] == "ENABLED"
         assert abs(datetime.fromisoformat(schedule["when"]) - expected) < timedelta(seconds=60)
@@ -45,8 +45,22 @@ def test_schedules_from_send_at_are_listed_and_deleted_by_batch(
         assert re.search(row + r"\s+" + schedule["batch_ids"][0] + r"\s+night\s+ENABLED", table)
     assert emulator.requests == []  # scheduled, not cancelled
 
+    # A schedule an earlier version named per (batch, time) goes with the batch's own.
+    legacy = legacy_name_prefix("batch_s2") + "20991231T060000"
+    client("scheduler", stack.endpoint).create_schedule(
+        Name=legacy,
+        GroupName=stack.table_name,
+        ScheduleExpression="at(2099-12-31T06:00:00)",
+        FlexibleTimeWindow={"Mode": "OFF"},
+        Target={"Arn": "arn:aws:sqs:us-east-1:123456789012:q", "RoleArn": SCHEDULER_ROLE},
+    )
     assert cli(state, "schedules", "delete", "--batch", "batch_s2") == 0
-    assert re.match(r"deleted cancel-[0-9a-f]{20}-\d{8}T\d{6}$", capsys.readouterr().out.strip())
+    assert capsys.readouterr().out.split() == [
+        "deleted",
+        schedule_name("batch_s2"),
+        "deleted",
+        legacy,
+    ]
     assert cli(state, "schedules", "--json") == 0
     remaining = json.loads(capsys.readouterr().out)
     assert sorted(s["batch_ids"][0] for s in remaining) == ["batch_s1", "batch_s3"]

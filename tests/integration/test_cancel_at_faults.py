@@ -21,6 +21,7 @@ import math
 import time
 from datetime import UTC, datetime, timedelta
 
+from batch_canceller.scheduling import SCHEDULE_WORKERS
 from infra.fault_proxy import FaultProxy, Rule
 from infra.openai_emulator import OpenAIEmulator
 from tests.support import Stack, client, context, failed_ids, sqs_event
@@ -87,10 +88,12 @@ def test_the_requeued_rest_of_a_cancel_at_command_is_not_dead_lettered(
     stack: Stack, emulator: OpenAIEmulator, proxy: FaultProxy
 ) -> None:
     client("scheduler", stack.endpoint).create_schedule_group(Name=stack.table_name)
-    ids = [emulator.seed(status="in_progress")["id"] for _ in range(3)]
+    # More IDs than the scheduler's threads: the first round of slow creates outlasts the
+    # time, and the rest is requeued after cancel_at (1 to 2 s ahead) has passed.
+    ids = [emulator.seed(status="in_progress")["id"] for _ in range(SCHEDULE_WORKERS + 4)]
     settings = {"SCHEDULER_ROLE_ARN": ROLE, "SCHEDULE_GROUP_NAME": stack.table_name}
     app = stack.app(emulator.base_url, aws_endpoint=proxy.url, **settings)
-    at = datetime.fromtimestamp(math.ceil(time.time()) + 2, UTC)
+    at = datetime.fromtimestamp(math.ceil(time.time()) + 1, UTC)
     proxy.add_rule(
         Rule(operation="Scheduler.CreateSchedule", action="delay", delay_seconds=2.0, times=None)
     )
@@ -108,8 +111,11 @@ def test_the_requeued_rest_of_a_cancel_at_command_is_not_dead_lettered(
 
     dead = stack.dead_letters()
     reasons = [m["MessageAttributes"]["error_reason"]["StringValue"] for m in dead]
-    print("DLQ:", reasons, "| statuses:", [emulator.get(b)["status"] for b in ids])
+    statuses = [emulator.get(b)["status"] for b in ids]
+    print("DLQ:", reasons, "| statuses:", statuses)
     assert dead == [], f"the scheduler's own requeue was dead-lettered: {reasons}"
+    # AND the requeued rest was cancelled, being due
+    assert any(status in ("cancelling", "cancelled") for status in statuses)
 
 
 def test_a_cancel_at_less_than_a_second_ahead_is_not_dead_lettered(

@@ -52,14 +52,6 @@ USED_OUTSIDE_THE_CODE: dict[str, str] = {
     "kms:Decrypt": "Secrets Manager decrypts the key's secret (with a customer managed key)",
 }
 
-# Granted but not called on this branch, because the scheduling rewrite of issue 11 (another
-# branch) owns those calls and the role's scheduler statements. Each entry must stay needed:
-# once the call appears or the grant goes, the entry must go too (test below).
-AWAITING_THE_SCHEDULING_REWRITE: dict[str, str] = {
-    "scheduler:UpdateSchedule": "the rewrite updates a schedule that already exists",
-    "scheduler:GetSchedule": "the rewrite calls it or removes its grant",
-}
-
 # IAM authorises the batch form of an operation as the single one.
 BATCH_OPERATIONS = {
     "SendMessageBatch": "SendMessage",
@@ -161,20 +153,9 @@ def test_every_granted_action_is_used(template: dict[str, Any]) -> None:
     unused = {
         action
         for action in granted_actions(template) - set(USED_OUTSIDE_THE_CODE)
-        if not needed_by(action) & called and action not in AWAITING_THE_SCHEDULING_REWRITE
+        if not needed_by(action) & called
     }
     assert unused == set(), f"granted, never called: {sorted(unused)}"
-
-
-def test_every_exemption_is_still_needed(template: dict[str, Any]) -> None:
-    # An exemption for the other branch goes once the call exists or the grant is gone.
-    called, granted = called_names(), granted_actions(template)
-    stale = {
-        action
-        for action in AWAITING_THE_SCHEDULING_REWRITE
-        if action not in granted or needed_by(action) & called
-    }
-    assert stale == set(), f"remove from AWAITING_THE_SCHEDULING_REWRITE: {sorted(stale)}"
 
 
 def test_every_aws_call_in_the_code_is_granted(template: dict[str, Any]) -> None:
