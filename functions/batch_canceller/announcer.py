@@ -45,7 +45,9 @@ class Announcement:
         return (self.batch_id, self.detail_type)
 
 
-def announcement_from(record: BatchRecord, detail_type: str) -> Announcement:
+def announcement_from(record: BatchRecord, detail_type: str, publication_id: str) -> Announcement:
+    """The event an owed entry of the record becomes, published under the claim whose token is
+    `publication_id`: its receipt must bring that token back to mark the event announced."""
     detail: dict[str, Any]
     if detail_type == DetailType.CANCEL_FAILED:
         detail = {"batch_id": record.batch_id, "error": record.last_error}
@@ -57,6 +59,7 @@ def announcement_from(record: BatchRecord, detail_type: str) -> Announcement:
             "reason": record.reason,
             "requested_by": record.requested_by,
         }
+    detail["publication_id"] = publication_id
     return Announcement(record.batch_id, detail_type, detail)
 
 

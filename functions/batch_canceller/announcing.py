@@ -75,7 +75,7 @@ def owed_events(results: Sequence[WorkResult]) -> list[OwedEvent]:
             continue
         for detail_type in sorted(result.record.pending_events):
             event = OwedEvent(
-                announcement_from(result.record, detail_type),
+                announcement_from(result.record, detail_type, result.delivery.token),
                 result.record.ledger(detail_type),
                 result.delivery,
                 claimed_here=detail_type in result.claimed,
@@ -139,11 +139,25 @@ class Announcer:
         receipt: whether it was handled (False: retry it)."""
         self._tally.count("PublicationReceipts", len(receipts))
         try:
-            pending = self._ledger.pending_events_of([r.batch_id for r in receipts])
+            owed_claims = self._ledger.owed_claims_of([r.batch_id for r in receipts])
         except Exception as exc:
             logger.warning("receipts not checked", extra={"why": type(exc).__name__})
             return [False] * len(receipts)
-        owed = list({r for r in receipts if r.detail_type in pending.get(r.batch_id, ())})
+        owed = []
+        for receipt in dict.fromkeys(receipts):
+            claims = owed_claims.get(receipt.batch_id, {})
+            if receipt.detail_type not in claims:
+                continue  # announced already, or never owed: nothing to do
+            if (
+                receipt.publication_id is None
+                or claims[receipt.detail_type] != receipt.publication_id
+            ):
+                # Not the publication of the claim that holds the event: a receipt arriving
+                # after a takeover, or one nobody published. It proves nothing about the
+                # current claim, whose publisher (or its receipt) settles the event.
+                self._tally.count("ReceiptsNotMatchingTheClaim")
+                continue
+            owed.append(receipt)
         marked = dict(zip(owed, self._map(self._mark_by_receipt, owed), strict=True))
         return [marked.get(receipt, True) for receipt in receipts]
 
@@ -242,13 +256,17 @@ class Announcer:
 
     def _mark_by_receipt(self, receipt: PublicationReceipt) -> bool:
         try:
-            self._ledger.mark_announced(receipt.batch_id, receipt.detail_type)
+            marked = self._ledger.mark_announced(
+                receipt.batch_id, receipt.detail_type, claimed_by=receipt.publication_id
+            )
         except (ClientError, BotoCoreError) as exc:
             logger.warning(
                 "receipt not recorded",
                 extra={"batch_id": receipt.batch_id, "why": type(exc).__name__},
             )
             return False
+        if not marked:
+            return True  # marked by its publisher meanwhile, or the claim moved on: handled
         self._tally.count("EventsConfirmedByReceipt")
         logger.info(
             "event marked announced by its receipt (its publisher did not mark it)",

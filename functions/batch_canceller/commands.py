@@ -97,11 +97,17 @@ class PublicationReceipt:
     batch_id: str
     detail_type: str
     source: str
+    # The token of the claim it was published under (the event's `publication_id`): only the
+    # current claim's own publication can be confirmed, so a receipt nobody published (sent
+    # by whoever may write to the queue or invoke the function) proves nothing.
+    publication_id: str | None = None
     # When the bus took the event (its `time`): how long a receipt is still worth retrying.
     published_at: datetime | None = field(default=None, compare=False)
 
 
 MAX_RECONCILE_RECORDS = 10_000
+# A delivery's token: a message or request ID, "/", the invocation's nonce.
+MAX_PUBLICATION_ID = 128
 
 
 @dataclass(frozen=True)
@@ -194,6 +200,7 @@ def _parse_event(envelope: Fields) -> Request:
         validate_batch_id(detail.required("batch_id"), detail.name("batch_id")),
         str(detail_type),
         str(source),
+        detail.text("publication_id", MAX_PUBLICATION_ID),
         event_time(envelope.value.get("time")),
     )
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from batch_canceller.announce_protocol import Claim
 from batch_canceller.item_table import ItemTable
-from batch_canceller.records import CLAIM_PREFIX, SaveResult
+from batch_canceller.records import CLAIM_PREFIX, BatchRecord, SaveResult
 from batch_canceller.statuses import TERMINAL_RANK
 
 
@@ -45,25 +45,31 @@ class EventLedger(ItemTable):
             ExpressionAttributeValues={":token": {"S": token}},
         )
 
-    def mark_announced(self, batch_id: str, detail_type: str) -> bool:
+    def mark_announced(
+        self, batch_id: str, detail_type: str, claimed_by: str | None = None
+    ) -> bool:
         """The event was published (its PutEvents was accepted, or its receipt came). When it
         was the last thing the record needed following through for (nothing else owed, and the
         batch terminal or its watch stalled), the same write takes the record out of the
-        reconciler's index; otherwise a second, plain write marks it."""
+        reconciler's index; otherwise a second, plain write marks it. With `claimed_by` (a
+        receipt's publication ID), only while the event's claim is still that publication's."""
         names = {"#claim": CLAIM_PREFIX + detail_type}
         values: dict[str, Any] = {
             ":event": {"SS": [detail_type]},
             ":type": {"S": detail_type},
-            ":one": {"N": "1"},
-            ":terminal": {"N": str(TERMINAL_RANK)},
         }
+        owed = "contains(pending_events, :type)"
+        if claimed_by is not None:
+            names["#token"] = "token"
+            values[":token"] = {"S": claimed_by}
+            owed += " AND #claim.#token = :token"
         settling = self._update(
             batch_id,
             "DELETE pending_events :event ADD announced_events :event"
             " REMOVE #claim, follow_through",
-            values,
+            {**values, ":one": {"N": "1"}, ":terminal": {"N": str(TERMINAL_RANK)}},
             condition=(
-                "contains(pending_events, :type) AND size(pending_events) = :one"
+                f"{owed} AND size(pending_events) = :one"
                 " AND (status_rank = :terminal OR stalled_watch = watch_id)"
             ),
             names=names,
@@ -75,19 +81,20 @@ class EventLedger(ItemTable):
         return self._update_if(
             batch_id,
             UpdateExpression="DELETE pending_events :event ADD announced_events :event REMOVE #claim",
-            ConditionExpression="contains(pending_events, :type)",
+            ConditionExpression=owed,
             ExpressionAttributeNames=names,
-            ExpressionAttributeValues={
-                ":event": {"SS": [detail_type]},
-                ":type": {"S": detail_type},
-            },
+            ExpressionAttributeValues=values,
         )
 
-    def pending_events_of(self, batch_ids: Sequence[str]) -> dict[str, frozenset[str]]:
-        """The events each batch still owes (batches without an item are left out)."""
+    def owed_claims_of(self, batch_ids: Sequence[str]) -> dict[str, dict[str, str | None]]:
+        """For each batch, the events it still owes and the token of each one's claim (None:
+        unclaimed); batches without an item are left out."""
         return {
-            item["batch_id"]["S"]: frozenset(item.get("pending_events", {}).get("SS", ()))
-            for item in self._batch_get(batch_ids, "batch_id, pending_events")
+            record.batch_id: {
+                detail_type: claim.token if (claim := record.claims.get(detail_type)) else None
+                for detail_type in record.pending_events
+            }
+            for record in map(BatchRecord.from_attributes, self._batch_get(batch_ids))
         }
 
 

@@ -110,7 +110,7 @@ def measure(emulator: EmulatorServer, calls: int) -> StepCpu:
         store = BatchStore(dynamodb, "bench")
         publisher = EventPublisher(session.client("events", config=config), "bench", "bench")
         record = store.save_batch("batch_bench", batch, "bench", "bench").record
-        ten = [announcement_from(record, "Batch Cancelled")] * 10
+        ten = [announcement_from(record, "Batch Cancelled", "bench/0123456789ab")] * 10
         by_step[mode] = {
             "cancel_batch": cancel_ms,
             **_aws_steps(store, EventLedger(dynamodb, "bench"), publisher, batch, ten, calls),

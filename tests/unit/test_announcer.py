@@ -27,7 +27,9 @@ from batch_canceller.announcer import (
 from batch_canceller.records import BatchRecord
 from tests.support import Stack, client
 
-BATCH_KEYS = {"batch_id", "status", "batch", "reason", "requested_by"}
+BATCH_KEYS = {"batch_id", "status", "batch", "reason", "requested_by", "publication_id"}
+# The token of the claim an event is published under (a message ID, "/", a nonce).
+PUBLICATION = "msg-1/0123456789ab"
 
 
 def record(batch_id: str = "batch_e1", status: str = "cancelled", **fields: Any) -> BatchRecord:
@@ -59,7 +61,7 @@ def entry(detail: str, detail_type: str = "Batch Cancelled") -> dict[str, Any]:
     "detail_type", ["Batch Cancelled", "Batch Finished Before Cancel", "Batch Cancel Stalled"]
 )
 def test_batch_outcome_details_have_exactly_the_contract_keys(detail_type: str) -> None:
-    announcement = announcement_from(record(), detail_type)
+    announcement = announcement_from(record(), detail_type, PUBLICATION)
 
     assert announcement.detail_type == detail_type
     assert announcement.batch_id == "batch_e1"
@@ -73,7 +75,7 @@ def test_batch_outcome_details_have_exactly_the_contract_keys(detail_type: str) 
 
 def test_outcome_detail_keeps_absent_reason_and_requester_as_null() -> None:
     announcement = announcement_from(
-        record(reason=None, requested_by=None), "Batch Finished Before Cancel"
+        record(reason=None, requested_by=None), "Batch Finished Before Cancel", PUBLICATION
     )
     assert set(announcement.detail) == BATCH_KEYS
     assert announcement.detail["reason"] is None
@@ -89,10 +91,13 @@ def test_cancel_failed_detail_has_exactly_batch_id_and_error() -> None:
         "at": "2026-01-02T03:04:05.000Z",
     }
 
-    announcement = announcement_from(record(last_error=error), "Batch Cancel Failed")
+    announcement = announcement_from(record(last_error=error), "Batch Cancel Failed", PUBLICATION)
 
-    assert set(announcement.detail) == {"batch_id", "error"}
-    assert announcement.detail == {"batch_id": "batch_e1", "error": error}
+    assert announcement.detail == {
+        "batch_id": "batch_e1",
+        "error": error,
+        "publication_id": PUBLICATION,
+    }
 
 
 # -- chunking ------------------------------------------------------------------------------
@@ -155,7 +160,8 @@ def test_publish_to_the_bus_accepts_every_event_and_delivers_it(stack: Stack) ->
     # GIVEN twelve announcements (more than one PutEvents call)
     publisher = EventPublisher(client("events", stack.endpoint), stack.bus_name, "batch-canceller")
     announcements = [
-        announcement_from(record(batch_id=f"batch_p{n:02d}"), "Batch Cancelled") for n in range(12)
+        announcement_from(record(batch_id=f"batch_p{n:02d}"), "Batch Cancelled", PUBLICATION)
+        for n in range(12)
     ]
 
     # WHEN they are published, one PutEvents per chunk
@@ -190,7 +196,10 @@ class FakeEvents:
 
 
 def three() -> list[Announcement]:
-    return [announcement_from(record(batch_id=f"batch_f{n}"), "Batch Cancelled") for n in range(3)]
+    return [
+        announcement_from(record(batch_id=f"batch_f{n}"), "Batch Cancelled", PUBLICATION)
+        for n in range(3)
+    ]
 
 
 def test_failed_entry_is_reported_false_at_its_position() -> None:

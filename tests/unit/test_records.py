@@ -439,7 +439,7 @@ def test_mark_stalled_after_the_batch_left_cancelling_changes_nothing(
 # -- receipts ------------------------------------------------------------------------------
 
 
-def test_pending_events_of_reads_many_batches_and_skips_unknown_ones(
+def test_owed_claims_of_reads_many_batches_and_skips_unknown_ones(
     store: BatchStore, ledger: EventLedger
 ) -> None:
     # GIVEN 130 batches owing an event (more than one BatchGetItem takes) and one that owes none
@@ -448,10 +448,10 @@ def test_pending_events_of_reads_many_batches_and_skips_unknown_ones(
         store.save_batch(batch_id, batch("cancelled"))
     ledger.mark_announced(ids[0], "Batch Cancelled")
 
-    # WHEN the pending events of all of them, and of an unknown batch, are read
-    pending = ledger.pending_events_of([*ids, "batch_unknown", ids[1]])
+    # WHEN the owed events of all of them, and of an unknown batch, are read
+    pending = ledger.owed_claims_of([*ids, "batch_unknown", ids[1]])
 
-    # THEN each known batch has its own answer; the unknown one has none
-    assert pending[ids[0]] == frozenset()
-    assert all(pending[batch_id] == {"Batch Cancelled"} for batch_id in ids[1:])
+    # THEN each known batch has its own answer (unclaimed: no token); the unknown one has none
+    assert pending[ids[0]] == {}
+    assert all(pending[batch_id] == {"Batch Cancelled": None} for batch_id in ids[1:])
     assert "batch_unknown" not in pending
