@@ -34,7 +34,14 @@ def test_cancelling_answer_is_stored_and_followed_until_cancelled_with_one_event
     assert detail["status"] == "cancelled"
     assert detail["batch"]["id"] == batch["id"]
     assert detail["batch"]["status"] == "cancelled"
-    assert set(detail) == {"batch_id", "status", "batch", "reason", "requested_by"}
+    assert set(detail) == {
+        "batch_id",
+        "status",
+        "batch",
+        "reason",
+        "requested_by",
+        "publication_id",
+    }
 
 
 def test_status_check_is_a_delayed_message_on_the_queue(
@@ -134,7 +141,7 @@ def test_unknown_batch_records_last_error_and_announces_failure_without_retry(
     events = stack.events_of("Batch Cancel Failed", "batch_doesnotexist")
     assert len(events) == 1
     assert events[0]["detail"]["error"]["http_status"] == 404
-    assert set(events[0]["detail"]) == {"batch_id", "error"}
+    assert set(events[0]["detail"]) == {"batch_id", "error", "publication_id"}
     assert len([r for r in emulator.requests if r.method == "POST"]) == 1
 
 

@@ -41,7 +41,14 @@ def test_batch_still_cancelling_after_the_timeout_is_announced_stalled_once(
     stalled = stack.events_of("Batch Cancel Stalled", batch["id"])
     assert len(stalled) == 1
     assert stalled[0]["detail"]["status"] == "cancelling"
-    assert set(stalled[0]["detail"]) == {"batch_id", "status", "batch", "reason", "requested_by"}
+    assert set(stalled[0]["detail"]) == {
+        "batch_id",
+        "status",
+        "batch",
+        "reason",
+        "requested_by",
+        "publication_id",
+    }
     assert stack.events_of("Batch Cancelled") == []
 
 
