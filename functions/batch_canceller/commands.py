@@ -3,7 +3,6 @@ message names the field at fault (`batch_ids[3]`, `check.attempt`, `detail.batch
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from batch_canceller.input_fields import (
     quoted,
 )
 from batch_canceller.statuses import DetailType
+from batch_canceller.strict_json import load_json
 from batch_canceller.sweep_policy import (
     MAX_SWEEP_CANCELS,
     NON_TERMINAL_STATUSES,
@@ -129,7 +129,7 @@ def parse_message_body(body: str) -> Request:
     if not text.startswith(("{", "[", '"')):
         # Not JSON-shaped: a bare batch ID, as sent by `aws sqs send-message --message-body ID`.
         return CancelCommand(batch_ids=(validate_batch_id(text, ""),))
-    payload = _load_json(text)
+    payload = load_json(text)
     if isinstance(payload, str):
         return CancelCommand(batch_ids=(validate_batch_id(payload, ""),))
     if isinstance(payload, dict) and payload.keys() >= ENVELOPE_FIELDS:
@@ -160,20 +160,6 @@ def validate_batch_id(value: object, path: str = "batch_id") -> str:
             " expected 1-256 characters of A-Z a-z 0-9 _ -"
         )
     return value
-
-
-def _load_json(text: str) -> Any:
-    try:
-        return json.loads(text, parse_constant=_not_json)
-    except RecursionError:
-        raise InvalidInput("the message body is JSON nested too deeply") from None
-    except ValueError as exc:  # also an integer of more than 4,300 digits
-        raise InvalidInput(f"the message body is not valid JSON: {preview(str(exc), 80)}") from None
-
-
-def _not_json(constant: str) -> Any:
-    # Python reads NaN and Infinity; JSON has neither.
-    raise ValueError(f"{constant} is not a JSON value")
 
 
 def _parse_event(envelope: Fields) -> Request:

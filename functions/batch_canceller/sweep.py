@@ -6,18 +6,18 @@ record and events; the sweep itself only lists and selects.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from itertools import pairwise
 from typing import Any
 
 from batch_canceller.announcer import EventPublisher
 from batch_canceller.commands import NON_TERMINAL_STATUSES, SweepRequest
-from batch_canceller.deadline import Deadline
+from batch_canceller.deadline import FINISH_SECONDS, Deadline
 from batch_canceller.observability import logger
 from batch_canceller.openai_api import MIN_REQUEST_SECONDS, OpenAIBatchClient, TransientApiError
-from batch_canceller.queue import QueueSender, command_messages
+from batch_canceller.queue import SEND_BATCH_MAX_ENTRIES, QueueSender, command_messages
 from batch_canceller.records import utc_now
 from batch_canceller.statuses import DetailType
 
@@ -30,10 +30,16 @@ MAX_LISTED_IN_ANSWER = 1000
 # value, "24h", and a batch `expires_at` created_at + 24 h: then it moves to `expired`. The hour
 # of margin covers what follows the deadline (an expiring or cancelling batch settles within
 # minutes; `cancelling` takes up to 10) and a clock skew between the API and the function far
-# beyond any seen. The list is newest first, so a page ending past this age ends the sweep; a
-# page that still shows a non-terminal batch past it (a gateway with longer windows) does not.
+# beyond any seen. The list is newest first, so a page ending past this age ends the sweep, once
+# the listing has been seen to be newest first; a page that still shows a non-terminal batch
+# past it (a gateway with longer windows) does not.
 LONGEST_LIFETIME = timedelta(hours=24) + timedelta(hours=1)
 MAX_CURSOR = 4096
+# What one SendMessageBatch (ten messages, 1,000 IDs) is planned to take before the sweep sends
+# it: SQS answers in tens of milliseconds; this leaves room for a slow call. A call slower
+# still raises the figure for the calls after it. Not a bound: one attempt of the SQS client
+# may take up to its timeouts (service.aws_config: connect 3 s + read 10 s, retried).
+SEND_BATCH_SECONDS = 2.0
 
 
 def matches(batch: dict[str, Any], sweep: SweepRequest, now: datetime) -> bool:
@@ -62,6 +68,31 @@ class _Listing:
     stopped_by_age: bool = False
 
 
+@dataclass
+class _Order:
+    """Whether the listing has been seen to be newest first: at least one strict decrease of
+    `created_at` and never an increase, over every batch listed so far. One batch, or equal
+    times, shows no order, so it does not allow the age stop."""
+
+    previous: float | None = None
+    decreased: bool = False
+    increased: bool = False
+
+    def observe(self, page: list[dict[str, Any]]) -> None:
+        for batch in page:
+            created = _created_at(batch)
+            if created is None:
+                continue
+            if self.previous is not None:
+                self.decreased = self.decreased or created < self.previous
+                self.increased = self.increased or created > self.previous
+            self.previous = created
+
+    @property
+    def newest_first(self) -> bool:
+        return self.decreased and not self.increased
+
+
 class Sweeper:
     def __init__(
         self,
@@ -86,7 +117,9 @@ class Sweeper:
                 if matches(batch, sweep, now):
                     selected.append(str(batch["id"]))
         limited = selected[: sweep.max_cancels] if sweep.max_cancels else selected
-        queued = 0 if sweep.dry_run else self._queue_cancels(limited, sweep)
+        queued = 0 if sweep.dry_run else self._queue_cancels(limited, sweep, deadline)
+        # Out of time before every selected batch was queued: the rest waits for a re-run.
+        complete = listing.complete and (sweep.dry_run or queued == len(limited))
         summary = {
             "policy": sweep.describe(),
             "dry_run": sweep.dry_run,
@@ -96,7 +129,10 @@ class Sweeper:
             "matched": len(selected),
             "queued": queued,
             "skipped_by_max_cancels": len(selected) - len(limited),
-            "complete": listing.complete,
+            "not_queued": 0 if sweep.dry_run else len(limited) - queued,
+            "complete": complete,
+            # Cancels are idempotent: re-running the sweep re-queues at most what it queued.
+            "run_again": not complete,
         }
         logger.info("sweep completed", extra={"sweep": summary})
         if not self._publisher.put_detail(DetailType.SWEEP_COMPLETED.value, summary, deadline):
@@ -110,8 +146,7 @@ class Sweeper:
         self, deadline: Deadline, now: float, listing: _Listing
     ) -> Iterator[list[dict[str, Any]]]:
         after: str | None = None
-        newest_first = True
-        previous: float | None = None
+        order = _Order()
         while True:
             # The client starts no request with less than this left: stop here instead, so that
             # what was selected so far is still queued.
@@ -133,14 +168,13 @@ class Sweeper:
             page = [b for b in body["data"] if isinstance(b, dict) and isinstance(b.get("id"), str)]
             listing.pages += 1
             yield page
-            # The age stop holds only for a listing seen to be newest first all along.
-            times = [t for batch in page if (t := _created_at(batch)) is not None]
-            ordered = ([previous] if previous is not None else []) + times
-            newest_first = newest_first and all(a >= b for a, b in pairwise(ordered))
-            previous = times[-1] if times else previous
-            if not body.get("has_more") or not page:
+            order.observe(page)
+            if not body.get("has_more"):
                 return
-            if newest_first and _past_lifetime(page, now):
+            if not page:
+                listing.complete = False  # more to come, but no cursor to it: report it
+                return
+            if order.newest_first and _past_lifetime(page, now):
                 listing.stopped_by_age = True
                 return
             cursor = _cursor(body, page)
@@ -149,14 +183,26 @@ class Sweeper:
                 return
             after = cursor
 
-    def _queue_cancels(self, batch_ids: list[str], sweep: SweepRequest) -> int:
+    def _queue_cancels(self, batch_ids: list[str], sweep: SweepRequest, deadline: Deadline) -> int:
+        """One SendMessageBatch at a time, each only if the deadline leaves time for it and for
+        answering Lambda after; how many IDs were queued. The time a call is planned for is
+        SEND_BATCH_SECONDS, or the slowest call seen so far if SQS is slower today."""
         reason = "sweep " + ", ".join(f"{k}={v}" for k, v in sweep.describe().items())
         messages = command_messages(batch_ids, reason[:1024], SWEEP_REQUESTED_BY, IDS_PER_MESSAGE)
-        accepted = self._queue.send_many(messages)
-        if not all(accepted):
-            # Re-running the sweep re-queues what was sent: cancels are idempotent.
-            raise RuntimeError(f"{accepted.count(False)} sweep messages could not be queued")
-        return len(batch_ids)
+        queued = 0
+        call_seconds = SEND_BATCH_SECONDS
+        for start in range(0, len(messages), SEND_BATCH_MAX_ENTRIES):
+            if not deadline.leaves(call_seconds + FINISH_SECONDS):
+                break
+            chunk = messages[start : start + SEND_BATCH_MAX_ENTRIES]
+            started = time.monotonic()
+            accepted = self._queue.send_many(chunk)
+            call_seconds = max(call_seconds, time.monotonic() - started)
+            if not all(accepted):
+                # Re-running the sweep re-queues what was sent: cancels are idempotent.
+                raise RuntimeError(f"{accepted.count(False)} sweep messages could not be queued")
+            queued += sum(len(message.body["batch_ids"]) for message in chunk)
+        return queued
 
 
 def _status(batch: dict[str, Any]) -> str:

@@ -1,6 +1,6 @@
 """A sweep's policy, `{"sweep": {...}}`: its filters, checked one by one. A destructive sweep
-must select: with no filter it would cancel every batch of the organisation, so that takes
-an explicit `"all": true`."""
+must select: with no filter that leaves out some batch it would cancel every batch of the
+organisation, so that takes an explicit `"all": true`."""
 
 from __future__ import annotations
 
@@ -20,6 +20,13 @@ MAX_METADATA_VALUE = 512
 MAX_STATUSES = 16
 SELECTING_FILTERS = ("older_than_minutes", "metadata", "endpoint", "model", "statuses")
 SWEEP_FIELDS = frozenset({*SELECTING_FILTERS, "dry_run", "max_cancels", "all"})
+# Under a minute, `older_than_minutes` leaves out only batches created within the last seconds:
+# in effect every batch, so it does not count as selecting.
+MIN_SELECTING_MINUTES = 1
+
+
+class UnselectiveSweep(InvalidInput):
+    """A destructive sweep whose filters leave out no batch, without `"all": true`."""
 
 
 @dataclass(frozen=True)
@@ -37,14 +44,23 @@ class SweepRequest:
     all_batches: bool = False
 
     def selects(self) -> bool:
-        """Whether any filter narrows the sweep (an empty metadata object does not)."""
+        """Whether any filter leaves out some non-terminal batch. These do not: an empty
+        metadata object, `older_than_minutes` under a minute, `statuses` naming all four."""
         return (
-            self.older_than_minutes is not None
+            (
+                self.older_than_minutes is not None
+                and self.older_than_minutes >= MIN_SELECTING_MINUTES
+            )
             or bool(self.metadata)
             or self.endpoint is not None
             or self.model is not None
-            or self.statuses is not None
+            or (self.statuses is not None and self.statuses < NON_TERMINAL_STATUSES)
         )
+
+    def needs_all(self) -> bool:
+        """A sweep that would cancel every running batch without saying `"all": true` (a dry
+        run cancels nothing, so it may look at everything without saying so)."""
+        return not self.selects() and not self.all_batches and not self.dry_run
 
     def describe(self) -> dict[str, Any]:
         """The policy as given, for logs, summaries and the cancel reason."""
@@ -74,11 +90,12 @@ def parse_sweep(message: Fields) -> SweepRequest:
         max_cancels=sweep.integer("max_cancels", 1, MAX_SWEEP_CANCELS),
         all_batches=bool(sweep.boolean("all")),
     )
-    # A dry run cancels nothing, so it may look at everything without saying so.
-    if not request.selects() and not request.all_batches and not request.dry_run:
-        raise InvalidInput(
-            f"{quoted(sweep.path)} has no filter and would cancel every non-terminal batch:"
-            f' give one of {", ".join(SELECTING_FILTERS)}, or "all": true'
+    if request.needs_all():
+        raise UnselectiveSweep(
+            f"{quoted(sweep.path)} has no filter that leaves out any batch and would cancel"
+            f" every non-terminal batch: give one of {', '.join(SELECTING_FILTERS)}"
+            f" (older_than_minutes of {MIN_SELECTING_MINUTES} or more, statuses leaving out"
+            ' one), or "all": true'
         )
     return request
 

@@ -106,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
         help="cancel every non-terminal batch matching filters",
         description="Have the function list the batches and cancel the non-terminal ones that"
-        " match all the filters. A sweep without a filter needs --all. Try --dry-run first.",
+        " match all the filters. A sweep without a filter that leaves out some batch needs"
+        " --all (--older-than under 1m, or --status naming all four, leaves out none)."
+        " Try --dry-run first.",
     )
     sweep.add_argument(
         "--older-than", metavar="AGE", help="created at least this long ago: 20h, 90m, 2d, minutes"

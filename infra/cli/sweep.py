@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from batch_canceller.commands import InvalidInput, parse_payload
-from batch_canceller.sweep_policy import SELECTING_FILTERS
+from batch_canceller.sweep_policy import MIN_SELECTING_MINUTES, UnselectiveSweep
 from infra.cli import EXIT_FAILED, EXIT_OK, OperationFailed, UsageError
 from infra.cli.output import print_error, print_json, print_lines, print_note, print_table
 from infra.cli.target import Target
@@ -61,14 +61,16 @@ def build_request(options: SweepOptions) -> dict[str, Any]:
         policy["dry_run"] = True
     if options.all:
         policy["all"] = True
-    if not options.all and not options.dry_run and not set(policy) & set(SELECTING_FILTERS):
-        raise UsageError(
-            "a sweep without a filter would cancel every running batch: give --older-than,"
-            " --metadata, --endpoint, --model or --status, or --all (try --dry-run first)"
-        )
     payload = {"sweep": policy}
     try:
         parse_payload(payload)
+    except UnselectiveSweep:
+        # The function's own rule (SweepRequest.selects), in the CLI's words.
+        raise UsageError(
+            "a sweep without a filter that leaves out some batch would cancel every running"
+            f" batch: give --older-than ({MIN_SELECTING_MINUTES}m or more), --metadata,"
+            " --endpoint, --model or --status (not all four), or --all (try --dry-run first)"
+        ) from None
     except InvalidInput as exc:
         raise UsageError(str(exc)) from None
     return payload
@@ -101,8 +103,9 @@ def run(target: Target, options: SweepOptions) -> int:
         _print_answer(answer)
     if answer.get("complete") is False:
         print_error(
-            "the sweep ran out of time before listing every batch;"
-            " what it found was handled, run it again for the rest"
+            "the sweep did not finish (out of time, or the listing could not go on):"
+            f" {answer.get('queued', 0)} cancels were queued; run it again for the rest"
+            " (cancels are idempotent, so a re-run is safe)"
         )
         return EXIT_FAILED
     return EXIT_OK

@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from batch_canceller.sweep_policy import NON_TERMINAL_STATUSES
 from infra.cli import UsageError
 from infra.cli.sweep import SweepOptions, build_request, parse_minutes
 from infra.openai_emulator import OpenAIEmulator
@@ -110,6 +112,11 @@ def test_build_request_maps_every_option() -> None:
         (["--metadata", "a=1", "--metadata", "a=2"], "given twice"),
         (["--max-cancels", "0", "--older-than", "1h"], "max_cancels"),
         ([], "--all"),
+        # Filters that leave out no running batch: the function's rule, SweepRequest.selects.
+        (["--older-than", "0"], "--all"),
+        (["--older-than", "0m"], "--all"),
+        (["--older-than", "0.5m"], "--all"),
+        ([arg for s in sorted(NON_TERMINAL_STATUSES) for arg in ("--status", s)], "--all"),
         (["--status", "completed"], "invalid choice"),
         (["--older-than", "yesterday"], "--older-than"),
     ],
@@ -121,6 +128,28 @@ def test_bad_sweep_options_are_usage_errors(
 
     assert cli(state, "sweep", *option) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        SweepOptions(older_than="0"),
+        SweepOptions(older_than="0m"),
+        SweepOptions(statuses=sorted(NON_TERMINAL_STATUSES)),
+    ],
+    ids=["--older-than 0", "--older-than 0m", "--status x4"],
+)
+def test_a_filter_that_leaves_out_no_batch_needs_all(options: SweepOptions) -> None:
+    with pytest.raises(UsageError, match="--all"):
+        build_request(options)
+
+    assert build_request(replace(options, all=True))["sweep"]["all"] is True
+
+
+def test_older_than_a_minute_or_three_statuses_select_without_all() -> None:
+    assert build_request(SweepOptions(older_than="1m")) == {"sweep": {"older_than_minutes": 1}}
+    three = ["finalizing", "in_progress", "validating"]
+    assert build_request(SweepOptions(statuses=three)) == {"sweep": {"statuses": three}}
 
 
 class Terminal(io.StringIO):

@@ -1,13 +1,16 @@
 """What the integration tests share: emulators whose cancels take effect at once or take an
-hour, a fault proxy in front of moto, and a fake API for answers the emulator cannot give."""
+hour, a fault proxy in front of moto, and a fake API for answers the emulator cannot give
+(one that lists given batches in the order given)."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -78,3 +81,36 @@ def batch_id_in(path: str) -> str:
     """The batch ID of `/v1/batches/{id}[/cancel]`."""
     parts = path.split("/")
     return parts[3] if len(parts) > 3 else "batch_unknown"
+
+
+def listed_as_given(batches: list[dict[str, Any]], page_size: int) -> Answer:
+    """A gateway listing `batches` in the order given, `page_size` per page, with `last_id`."""
+    ids = [b["id"] for b in batches]
+
+    def answer(method: str, path: str, headers: Any) -> tuple[int, dict[str, str], Any]:
+        after = parse_qs(urlsplit(path).query).get("after", [None])[0]
+        start = ids.index(after) + 1 if after in ids else 0
+        page = batches[start : start + page_size]
+        return (
+            200,
+            {},
+            {
+                "object": "list",
+                "data": page,
+                "last_id": page[-1]["id"] if page else None,
+                "has_more": start + page_size < len(batches),
+            },
+        )
+
+    return answer
+
+
+def aged(number: int, status: str, age_hours: float) -> dict[str, Any]:
+    """A batch as the API lists it, created `age_hours` ago, with metadata team=x."""
+    return {
+        "id": f"batch_{number:04d}",
+        "object": "batch",
+        "status": status,
+        "created_at": int(time.time() - age_hours * 3600),
+        "metadata": {"team": "x"},
+    }

@@ -86,6 +86,36 @@ def test_bad_message_goes_to_the_dlq_with_its_reason_and_the_good_one_is_cancell
     assert all(good["id"] in r.path for r in emulator.requests)
 
 
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        # json.loads keeps the last value: a body that reads as a dry run queued real cancels.
+        (
+            '{"sweep": {"dry_run": true, "all": true, "dry_run": false}}',
+            "'sweep.dry_run' is given more than once",
+        ),
+        # ... and this one cancelled B alone, A silently ignored.
+        ('{"batch_id": "%(a)s", "batch_id": "%(b)s"}', "'batch_id' is given more than once"),
+    ],
+    ids=["sweep dry_run twice", "batch_id twice"],
+)
+def test_a_key_given_twice_dead_letters_the_message_naming_the_key(
+    stack: Stack, emulator: OpenAIEmulator, body: str, reason: str
+) -> None:
+    a, b, c = (emulator.seed(status="in_progress")["id"] for _ in range(3))
+    app = stack.app(emulator.base_url)
+
+    answer = app.handle(sqs_event(body % {"a": a, "b": b}), context())
+
+    assert failed_ids(answer) == set()
+    letters = stack.dead_letters()
+    assert len(letters) == 1
+    assert reason in letters[0]["MessageAttributes"]["error_reason"]["StringValue"]
+    assert stack.drain_queue() == []
+    assert emulator.requests == []
+    assert [stack.item(i) for i in (a, b, c)] == [None, None, None]
+
+
 def test_without_a_dlq_url_the_bad_message_is_left_to_sqs_redrive(
     stack: Stack, emulator: OpenAIEmulator
 ) -> None:

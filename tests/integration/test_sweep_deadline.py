@@ -14,13 +14,19 @@ direct invoke raises RuntimeError instead).
 Sequence used here: 300 batches (3 pages of 100), each page takes 0.7 s, the invocation has
 7 s (usable 2 s after the 5 s reserve): page 1 at usable 2.0, page 2 at 1.3, page 3 at 0.6 ->
 `_call` raises "list: no time left in this invocation".
+
+The queueing that follows the listing had no deadline either (a second review): 3,000 IDs at
+4 s per SendMessageBatch ran 12 s of an 8 s invocation. Now each call is sent only while the
+deadline leaves time for it, and the answer says how many were queued and to run it again.
 """
 
 from __future__ import annotations
 
 import json
 
+from infra.fault_proxy import FaultProxy, Rule
 from infra.openai_emulator import Fault, OpenAIEmulator
+from tests.integration.conftest import aged, fake_api, listed_as_given
 from tests.support import Stack, context, failed_ids, sqs_event
 
 PAGE_SECONDS = 0.7
@@ -56,7 +62,7 @@ def test_a_valid_sweep_on_the_queue_is_not_failed_until_it_is_dead_lettered(
 ) -> None:
     slow_listing(emulator)
     app = stack.app(emulator.base_url)
-    body = json.dumps({"sweep": {"older_than_minutes": 0}})
+    body = json.dumps({"sweep": {"all": True}})
 
     # Every receive of the same valid message fails the same way (deterministic), so after
     # maxReceiveCount (5) SQS moves it to the DLQ.
@@ -65,3 +71,24 @@ def test_a_valid_sweep_on_the_queue_is_not_failed_until_it_is_dead_lettered(
         for _ in range(5)
     ]
     assert outcomes == [set()] * 5, f"the sweep message failed on every receive: {outcomes}"
+
+
+def test_a_sweep_queues_its_cancels_only_while_the_deadline_leaves_time(
+    stack: Stack, proxy: FaultProxy
+) -> None:
+    # One page of 3,000 running batches (30 messages, three SendMessageBatch calls of ten);
+    # SQS slow, not failing: 4 s a call, under the client's read timeout. 8 s in all: one call
+    # fits, a second would end past the deadline.
+    batches = [aged(i, "in_progress", 1) for i in range(3000)]
+    proxy.add_rule(
+        Rule(operation="SQS.SendMessageBatch", action="delay", delay_seconds=4.0, times=None)
+    )
+
+    with fake_api(listed_as_given(batches, 3000)) as url:
+        app = stack.app(url, aws_endpoint=proxy.url)
+        answer = app.handle({"sweep": {"metadata": {"team": "x"}}}, context(8.0))
+
+    assert proxy.calls["SQS.SendMessageBatch"] == 1
+    assert (answer["matched"], answer["queued"], answer["not_queued"]) == (3000, 1000, 2000)
+    assert (answer["complete"], answer["run_again"]) == (False, True)
+    assert len(stack.drain_queue()) == 10

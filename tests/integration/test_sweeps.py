@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from infra.openai_emulator import OpenAIEmulator
-from tests.integration.conftest import fake_api
+from tests.integration.conftest import aged, fake_api, listed_as_given
 from tests.support import Stack, context
 
 HOUR = 3600
@@ -274,3 +274,70 @@ def test_a_gateway_cursor_is_passed_on_as_given(stack: Stack) -> None:
     assert [query.get("after") for query in seen] == [None, [cursor]]
     assert result["would_cancel"] == ["batch_one", "batch_two"]
     assert result["pages"] == 2
+
+
+EVERY_RUNNING_STATUS = ["validating", "in_progress", "finalizing", "cancelling"]
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        {"older_than_minutes": 0},
+        {"older_than_minutes": 1e-9},
+        {"older_than_minutes": 0.99},
+        {"statuses": EVERY_RUNNING_STATUS},
+    ],
+    ids=repr,
+)
+def test_a_filter_that_leaves_out_no_batch_needs_all(
+    stack: Stack, emulator: OpenAIEmulator, policy: dict[str, Any]
+) -> None:
+    # Five running batches, all created now: each of these filters matches every one of them.
+    for i in range(5):
+        emulator.seed(status="in_progress", metadata={"team": f"t{i}"})
+
+    answer = sweep(stack, emulator, **policy)
+
+    assert answer["status"] == "rejected"
+    assert '"all": true' in answer["error"]
+    assert emulator.requests == []
+    assert queued_ids(stack) == []
+
+
+def test_an_oldest_first_listing_is_paged_to_its_end(stack: Stack) -> None:
+    # Oldest first, two per page: page 1 is two completed batches from 30 h ago, in the same
+    # second (equal times show no order), then three running ones.
+    batches = [
+        aged(1, "completed", 30),
+        aged(2, "completed", 30),
+        aged(3, "in_progress", 2),
+        aged(4, "in_progress", 1),
+        aged(5, "validating", 0),
+    ]
+    batches[1]["created_at"] = batches[0]["created_at"]
+
+    with fake_api(listed_as_given(batches, 2)) as url:
+        answer = stack.app(url).handle({"sweep": {"metadata": {"team": "x"}}}, context())
+
+    assert (answer["pages"], answer["stopped_by_age"], answer["matched"]) == (3, False, 3)
+    assert sorted(queued_ids(stack)) == ["batch_0003", "batch_0004", "batch_0005"]
+
+
+def test_one_batch_pages_show_no_order_and_do_not_stop_the_sweep(stack: Stack) -> None:
+    # One batch per page (the gateway's page size, whatever `limit` asks), oldest first.
+    batches = [aged(1, "completed", 48), aged(2, "in_progress", 3), aged(3, "in_progress", 0)]
+
+    with fake_api(listed_as_given(batches, 1)) as url:
+        answer = stack.app(url).handle({"sweep": {"metadata": {"team": "x"}}}, context())
+
+    assert (answer["pages"], answer["stopped_by_age"], answer["matched"]) == (3, False, 2)
+
+
+def test_an_empty_page_with_more_to_come_is_reported_incomplete(stack: Stack) -> None:
+    def answer(method: str, path: str, headers: Any) -> tuple[int, dict[str, str], Any]:
+        return 200, {}, {"object": "list", "data": [], "has_more": True, "last_id": None}
+
+    with fake_api(answer) as url:
+        result = stack.app(url).handle({"sweep": {"metadata": {"team": "x"}}}, context())
+
+    assert (result["complete"], result["run_again"], result["listed"]) == (False, True, 0)
