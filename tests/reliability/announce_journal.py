@@ -71,9 +71,11 @@ def install(path: Path) -> None:
         note(REJECTED, (key for key, o in pairs if o is PutOutcome.REFUSED))
         return outcomes
 
-    def journaled_mark(self: EventLedger, batch_id: str, detail_type: str) -> Any:
+    def journaled_mark(
+        self: EventLedger, batch_id: str, detail_type: str, *args: Any, **kwargs: Any
+    ) -> Any:
         try:
-            result = mark_announced(self, batch_id, detail_type)
+            result = mark_announced(self, batch_id, detail_type, *args, **kwargs)
         except BaseException:
             note(MARK_FAILED, [(batch_id, detail_type)])
             raise
