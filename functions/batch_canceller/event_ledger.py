@@ -78,13 +78,23 @@ class EventLedger(ItemTable):
             return True
         if detail_type not in settling.record.pending_events:
             return False
-        return self._update_if(
+        marked = self._update(
             batch_id,
-            UpdateExpression="DELETE pending_events :event ADD announced_events :event REMOVE #claim",
-            ConditionExpression=owed,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
+            "DELETE pending_events :event ADD announced_events :event REMOVE #claim",
+            values,
+            condition=owed,
+            names=names,
         )
+        after = marked.record
+        if marked.changed and not after.pending_events and after.chain_ended:
+            # Two marks of one record at once both found another event owed, so neither took
+            # it out of the index; the last one does, as the settling write would have.
+            self._update_if(
+                batch_id,
+                UpdateExpression="REMOVE follow_through",
+                ConditionExpression="attribute_not_exists(pending_events)",
+            )
+        return marked.changed
 
     def owed_claims_of(self, batch_ids: Sequence[str]) -> dict[str, dict[str, str | None]]:
         """For each batch, the events it still owes and the token of each one's claim (None:

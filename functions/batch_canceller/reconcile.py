@@ -11,6 +11,11 @@ first, and from each record's own facts decides (`assess`):
   live claim: requeue a status check for the chain's next step. The check races whatever check
   may still be out there for that step (one token wins it, docs/exactly-once.md), and like
   every check it announces what the record owes, through the protocol;
+- its watch stalled and nothing is owed, yet the record is back in the index: a cancel asked
+  for it again after the stall and died before it started the new watch (a direct invoke
+  gets no second try). Start that watch (conditional on the stalled one) and requeue its
+  first check. A stalled record only stays in the index otherwise if the write that should
+  have taken it out failed; it then gets one more watch, as if asked again;
 - nothing is followed or owed any more: take the record out of the index (conditional);
 - otherwise (a recent step, a live claim): leave it.
 
@@ -32,7 +37,7 @@ from batch_canceller.deadline import FINISH_SECONDS, Deadline
 from batch_canceller.follow_up import PollSettings
 from batch_canceller.observability import Tally, logger
 from batch_canceller.queue import OutgoingMessage, QueueSender
-from batch_canceller.records import BatchRecord, iso
+from batch_canceller.records import BatchRecord, Watch, iso
 from batch_canceller.store import OPEN, BatchStore
 
 if TYPE_CHECKING:
@@ -40,8 +45,10 @@ if TYPE_CHECKING:
 
 FOLLOW_THROUGH_INDEX = "follow-through-index"
 PAGE_SIZE = 100
-# Time kept for one more page: a Query, a BatchGetItem, its checks sent and records settled.
+# Time kept for one more page: a Query, a BatchGetItem and its checks sent.
 PAGE_SECONDS = 3.0
+# Time kept for one more conditional write (a settle or a new watch): DynamoDB's own timeouts.
+WRITE_SECONDS = 1.0
 # The watch of a record that owes an event but was never followed (a first answer that was
 # terminal or an error): its check is superseded or ends at once, and announces on the way.
 NO_WATCH = "reconcile"
@@ -50,6 +57,7 @@ NO_WATCH = "reconcile"
 class Action(Enum):
     WAIT = "wait"  # a recent step, or a live claim: its own messages are still at work
     CHECK = "check"  # requeue a status check for the chain's next step
+    RESTART = "restart"  # asked for again after its watch stalled: a new watch, its first check
     SETTLE = "settle"  # nothing followed or owed: out of the index
 
 
@@ -66,7 +74,11 @@ def assess(record: BatchRecord, now: float, stale_after: float) -> Action:
         advanced = record.poll_advanced_at
         # No step recorded: a chain from before `poll_advanced_at`, not seen to move since.
         return Action.CHECK if advanced is None or now - advanced >= stale_after else Action.WAIT
-    return Action.WAIT if record.pending_events else Action.SETTLE
+    if record.pending_events:
+        return Action.WAIT
+    if record.followed:
+        return Action.RESTART  # not terminal, its watch stalled, in the index again
+    return Action.SETTLE
 
 
 def next_check(record: BatchRecord, now: datetime) -> StatusCheck:
@@ -104,6 +116,7 @@ class Reconciler:
         stale_after = 2 * self._poll.max_delay_seconds
         cutoff = iso(now - timedelta(seconds=stale_after))
         counts: Counter[str] = Counter()
+        out_of_time = False
         for batch_ids in self._pages(cutoff, request.max_records, deadline):
             records = self._store.get_many(batch_ids)
             counts["examined"] += len(batch_ids)
@@ -118,25 +131,47 @@ class Reconciler:
             counts["requeued"] += sum(sent)
             counts["requeue_failed"] += sent.count(False)
             for record in records:
-                if actions[record.batch_id] is Action.SETTLE:
+                action = actions[record.batch_id]
+                if action not in (Action.SETTLE, Action.RESTART):
+                    continue
+                if not deadline.leaves(FINISH_SECONDS + WRITE_SECONDS):
+                    out_of_time = True
+                    break
+                if action is Action.SETTLE:
                     counts["settled"] += self._store.settle(record.batch_id, record.watch_id)
-        if counts["examined"] >= request.max_records:
+                else:
+                    counts["restarted"] += self._restart(record, now)
+            if out_of_time:
+                break
+        if out_of_time:
+            stopped = "deadline"
+        elif counts["examined"] >= request.max_records:
             stopped = "max_records"
         elif not deadline.leaves(FINISH_SECONDS + PAGE_SECONDS):
             stopped = "deadline"
         else:
             stopped = "complete"
-        self._tally.count("Reconciled", counts["requeued"])
+        self._tally.count("Reconciled", counts["requeued"] + counts["restarted"])
         summary: dict[str, Any] = {
             "examined": counts["examined"],
             "requeued": counts["requeued"],
             "requeue_failed": counts["requeue_failed"],
             "settled": counts["settled"],
+            "restarted": counts["restarted"],
             "waiting": counts[Action.WAIT.value],
             "stopped": stopped,
         }
         logger.info("reconciled", extra={"reconcile": summary})
         return {"status": "done", "reconcile": summary}
+
+    def _restart(self, record: BatchRecord, now: datetime) -> bool:
+        """The watch a cancel asked for after a stall, as that cancel would have started it."""
+        watch = Watch(uuid.uuid4().hex, now)
+        started = self._store.start_watch(record.batch_id, watch, replacing=record.watch_id)
+        if not started.changed:
+            return False  # moved on since it was read: the next run looks again
+        first = next_check(started.record, now)
+        return all(self._queue.send_many([OutgoingMessage(first.to_message())]))
 
     def _pages(self, cutoff: str, most: int, deadline: Deadline) -> Iterator[list[str]]:
         """Batch IDs of the index, not updated since `cutoff`, oldest first; at most `most`,

@@ -97,6 +97,7 @@ def test_an_event_whose_publisher_died_is_announced_after_a_reconcile_once(
         "requeued": 0,
         "requeue_failed": 0,
         "settled": 0,
+        "restarted": 0,
         "waiting": 0,
         "stopped": "complete",
     }

@@ -38,9 +38,10 @@ CASES = {
         record(poll_advanced_at=NOW - 90_000),
         Action.CHECK,
     ),
-    "a stalled watch, its stall announced": (
+    # The marks of its stall took it out of the index; back in it, a cancel asked again.
+    "a stalled watch, its stall announced, in the index again": (
         record(poll_advanced_at=NOW - 90_000, stalled_watch="w1"),
-        Action.SETTLE,
+        Action.RESTART,
     ),
     "an older watch stalled, the current one is stuck": (
         record(poll_advanced_at=NOW - 5000, stalled_watch="w0"),
