@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from batch_canceller.announce_protocol import Delivery
+from batch_canceller.aws_deadline import invocation_deadline
 from batch_canceller.commands import (
     MAX_BATCH_IDS,
     CancelCommand,
@@ -70,6 +71,12 @@ class Application:
 
     def handle(self, event: Any, context: Any) -> dict[str, Any]:
         deadline = Deadline.from_context(context)
+        # Every DynamoDB and SQS call of the invocation ends before its deadline; one refused
+        # for lack of time fails like any failed call (nothing was sent).
+        with invocation_deadline(deadline):
+            return self._handle(event, context, deadline)
+
+    def _handle(self, event: Any, context: Any, deadline: Deadline) -> dict[str, Any]:
         source = source_of(event)
         if source == "sqs":
             return self._handle_sqs(from_sqs(event), deadline)

@@ -18,6 +18,7 @@ from batch_canceller.announcer import (
 from batch_canceller.announcing import Announcer
 from batch_canceller.api_key import ApiKeySource, RememberedKeys, SecretsManagerApiKey
 from batch_canceller.app import Application
+from batch_canceller.aws_deadline import bound_by_deadline, carrying_deadline
 from batch_canceller.config import Settings
 from batch_canceller.event_ledger import EventLedger
 from batch_canceller.follow_up import PollSettings
@@ -37,15 +38,23 @@ if TYPE_CHECKING:
     import urllib3
 
 
+AWS_CONNECT_SECONDS = 1
+AWS_READ_SECONDS = 2
+
+
 def aws_config(max_in_flight: int) -> Config:
     # Every worker thread may hold an AWS connection; standard retries absorb throttling.
     # Client-side parameter validation is half the CPU of a DynamoDB write (measured by
     # `make bench`); the services validate every request anyway.
+    # A healthy DynamoDB or SQS connects in milliseconds and answers in tens of them; an
+    # attempt that takes longer is stalled and is better retried (or given up) than awaited.
+    # 1 s + 2 s keeps a whole attempt, and answering Lambda after it (aws_deadline), inside
+    # the invocation's reserve (DEFAULT_RESERVE_SECONDS), so the calls made there can start.
     return Config(
         parameter_validation=False,
         retries={"mode": "standard", "max_attempts": 5},
-        connect_timeout=3,
-        read_timeout=10,
+        connect_timeout=AWS_CONNECT_SECONDS,
+        read_timeout=AWS_READ_SECONDS,
         max_pool_connections=max_in_flight + 4,
     )
 
@@ -76,8 +85,9 @@ def build_application(
 ) -> Application:
     session = session or boto3.Session()
     config = aws_config(settings.max_in_flight)
-    dynamodb = session.client("dynamodb", config=config)
-    sqs = session.client("sqs", config=config)
+    # Their calls end before the invocation's deadline (`Application.handle` sets it).
+    dynamodb = bound_by_deadline(session.client("dynamodb", config=config))
+    sqs = bound_by_deadline(session.client("sqs", config=config))
     events = session.client("events", config=events_config(settings.max_in_flight))
     key_source = RememberedKeys(
         api_key
@@ -109,19 +119,21 @@ def build_application(
     workers = executor or ThreadPoolExecutor(
         max_workers=settings.max_in_flight, thread_name_prefix="cancel"
     )
+    # Work on the pool's threads runs under the deadline of the invocation that submitted it.
+    map_fn = carrying_deadline(workers.map)
     processor = CancelProcessor(
         runner=WorkRunner(api, store, poll, tally, key_source.redact, clock),
         store=store,
         announcer=Announcer(
             EventLedger(dynamodb, settings.batches_table_name, clock),
             publisher,
-            workers.map,
+            map_fn,
             clock,
             tally,
         ),
         queue=queue,
         poll=poll,
-        map_fn=workers.map,
+        map_fn=map_fn,
         tally=tally,
         clock=clock,
         receipt_grace_seconds=settings.receipt_grace_seconds,
