@@ -4,7 +4,6 @@ each entry point the way it expects (a partial batch response for SQS, a summary
 from __future__ import annotations
 
 import json
-import math
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -15,7 +14,6 @@ from typing import Any
 from batch_canceller.announce_protocol import Delivery
 from batch_canceller.aws_deadline import invocation_deadline
 from batch_canceller.commands import (
-    MAX_BATCH_IDS,
     CancelCommand,
     InvalidInput,
     PublicationReceipt,
@@ -37,9 +35,9 @@ from batch_canceller.queue import (
     DeadLetterSender,
     OutgoingMessage,
     QueueSender,
-    command_messages,
 )
 from batch_canceller.records import utc_now
+from batch_canceller.requeue import requeue_messages
 from batch_canceller.work import CancelWork, Work, WorkItem, WorkResult
 
 # A receipt that could not be recorded comes back this soon. After this many receives (the
@@ -305,21 +303,7 @@ class Application:
             raise _MessageFailed(f"DLQ unavailable: {type(exc).__name__}") from exc
 
     def _requeue(self, unfinished: list[WorkResult]) -> None:
-        """Unfinished work from an event or a direct call goes to the queue, where SQS retries
-        it; work that must wait (another delivery's claim) is delayed until the wait is over."""
-        messages: list[OutgoingMessage] = []
-        commands: dict[tuple[str | None, str | None, int], list[str]] = {}
-        for result in unfinished:
-            work, delay = result.work, _delay_seconds(result.retry_after)
-            if isinstance(work, StatusCheck):
-                messages.append(OutgoingMessage(work.to_message(), delay))
-            else:
-                key = (work.reason, work.requested_by, delay)
-                commands.setdefault(key, []).append(work.batch_id)
-        for (reason, requested_by, delay), ids in commands.items():
-            for message in command_messages(ids, reason, requested_by, MAX_BATCH_IDS):
-                messages.append(OutgoingMessage(message.body, delay))
-        accepted = self.queue.send_many(messages)
+        accepted = self.queue.send_many(requeue_messages(unfinished))
         if not all(accepted):
             raise RuntimeError(f"{accepted.count(False)} unfinished requests could not be requeued")
         self.tally.count("Requeued", len(unfinished))
@@ -333,11 +317,6 @@ class Application:
                     "failed": sum(result.failed for result in results),
                 },
             )
-
-
-def _delay_seconds(retry_after: float | None) -> int:
-    """SQS delays a message by up to 900 s; a longer wait comes back early and waits again."""
-    return 0 if retry_after is None else min(900, max(0, math.ceil(retry_after)))
 
 
 class _MessageFailed(Exception):

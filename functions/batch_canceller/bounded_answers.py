@@ -87,3 +87,28 @@ def bounded_pool_manager(**kwargs: Any) -> urllib3.PoolManager:
     pool = urllib3.PoolManager(**kwargs)
     pool.pool_classes_by_scheme = {"http": _BoundedHTTPPool, "https": _BoundedHTTPSPool}
     return pool
+
+
+def read_body(raw: urllib3.BaseHTTPResponse, until: float, max_bytes: int) -> bytes:
+    """The whole body, or an error once it passes `max_bytes` or `until` (perf_counter): the
+    check that still bounds an answer read through a pool that does not honour `answer_by`."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while chunk := raw.read1(65536):
+            chunks.append(chunk)
+            size += len(chunk)
+            _check_progress(size, max_bytes, until)
+    except BaseException:
+        raw.close()  # what is left unread must not reach the next request on this connection
+        raise
+    finally:
+        raw.release_conn()
+    return b"".join(chunks)
+
+
+def _check_progress(size: int, max_bytes: int, until: float) -> None:
+    if size > max_bytes:
+        raise urllib3.exceptions.ProtocolError(f"answer larger than {max_bytes} bytes")
+    if time.perf_counter() > until:
+        raise urllib3.exceptions.ReadTimeoutError(None, "", "answer too slow")  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ import urllib3
 
 from batch_canceller import __version__
 from batch_canceller.api_key import ApiKeySource
-from batch_canceller.bounded_answers import answer_by, bounded_pool_manager
+from batch_canceller.bounded_answers import answer_by, bounded_pool_manager, read_body
 from batch_canceller.commands import validate_batch_id
 from batch_canceller.config import ApiStyle
 from batch_canceller.deadline import Deadline
@@ -250,7 +250,7 @@ class OpenAIBatchClient:
                     redirect=False,
                     preload_content=False,
                 )
-                data = _read_body(raw, started + answer_within)
+                data = read_body(raw, started + answer_within, MAX_BODY_BYTES)
         except _NETWORK_ERRORS as exc:
             self._observer.api_call(operation, None, time.perf_counter() - started)
             return _Failure(_describe_network_error(exc), self._retry.backoff(attempt, self._rng))
@@ -286,31 +286,6 @@ class OpenAIBatchClient:
                 return self._api_key.get()
             self._last_key_refresh = now
             return self._api_key.get(refresh=True)
-
-
-def _read_body(raw: urllib3.BaseHTTPResponse, until: float) -> bytes:
-    """The whole body, or a timeout once `until` (perf_counter) has passed: urllib3's read
-    timeout bounds each wait for bytes, not the answer, which a slow gateway can trickle."""
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        while chunk := raw.read1(65536):
-            chunks.append(chunk)
-            size += len(chunk)
-            _check_progress(size, until)
-    except BaseException:
-        raw.close()  # what is left unread must not reach the next request on this connection
-        raise
-    finally:
-        raw.release_conn()
-    return b"".join(chunks)
-
-
-def _check_progress(size: int, until: float) -> None:
-    if size > MAX_BODY_BYTES:
-        raise urllib3.exceptions.ProtocolError("answer larger than 16 MiB")
-    if time.perf_counter() > until:
-        raise urllib3.exceptions.ReadTimeoutError(None, "", "answer too slow")  # type: ignore[arg-type]
 
 
 def _parse_json(data: bytes) -> Any:

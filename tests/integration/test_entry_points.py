@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
+from batch_canceller.announce_protocol import Claim
 from infra.openai_emulator import Fault, OpenAIEmulator
 from tests.support import Stack, context, failed_ids
 
@@ -130,9 +132,12 @@ def test_unfinished_work_from_an_event_is_requeued_not_lost(
 def test_sqs_sample_receipt_marks_an_owed_event_announced_without_publishing(
     stack: Stack, emulator: OpenAIEmulator
 ) -> None:
-    # GIVEN a record that owes `Batch Cancelled` (its publisher died before marking it)
+    # GIVEN a record that owes `Batch Cancelled`, claimed by the delivery that published it
+    # (the sample's publication_id), which died before marking it
     app = stack.app(emulator.base_url)
-    stack.store().save_batch("batch_abc123", {"id": "batch_abc123", "status": "cancelled"})
+    publisher = Claim("7b1d2c3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e/5e6f7a8b9c0d", time.time() + 600)
+    batch = {"id": "batch_abc123", "status": "cancelled"}
+    stack.store().save_batch("batch_abc123", batch, claim=publisher)
 
     # WHEN the bus's receipt of that event arrives
     answer = app.handle(load_event("sqs-receipt.json"), context())
