@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from batch_canceller.aws_deadline import OutOfAwsTime
 from batch_canceller.commands import ReconcileRequest, StatusCheck
 from batch_canceller.deadline import FINISH_SECONDS, Deadline
 from batch_canceller.follow_up import PollSettings
@@ -47,8 +48,9 @@ FOLLOW_THROUGH_INDEX = "follow-through-index"
 PAGE_SIZE = 100
 # Time kept for one more page: a Query, a BatchGetItem and its checks sent.
 PAGE_SECONDS = 3.0
-# Time kept for one more conditional write (a settle or a new watch): DynamoDB's own timeouts.
-WRITE_SECONDS = 1.0
+# Time kept for one more conditional write (a settle or a new watch): one attempt within the
+# DynamoDB client's timeouts (service.AWS_CONNECT_SECONDS + AWS_READ_SECONDS).
+WRITE_SECONDS = 3.0
 # The watch of a record that owes an event but was never followed (a first answer that was
 # terminal or an error): its check is superseded or ends at once, and announces on the way.
 NO_WATCH = "reconcile"
@@ -137,10 +139,14 @@ class Reconciler:
                 if not deadline.leaves(FINISH_SECONDS + WRITE_SECONDS):
                     out_of_time = True
                     break
-                if action is Action.SETTLE:
-                    counts["settled"] += self._store.settle(record.batch_id, record.watch_id)
-                else:
-                    counts["restarted"] += self._restart(record, now)
+                try:
+                    if action is Action.SETTLE:
+                        counts["settled"] += self._store.settle(record.batch_id, record.watch_id)
+                    else:
+                        counts["restarted"] += self._restart(record, now)
+                except OutOfAwsTime:
+                    out_of_time = True  # the next run goes on from here
+                    break
             if out_of_time:
                 break
         if out_of_time:

@@ -77,18 +77,19 @@ def test_a_sweep_queues_its_cancels_only_while_the_deadline_leaves_time(
     stack: Stack, proxy: FaultProxy
 ) -> None:
     # One page of 3,000 running batches (30 messages, three SendMessageBatch calls of ten);
-    # SQS slow, not failing: 4 s a call, under the client's read timeout. 8 s in all: one call
-    # fits, a second would end past the deadline.
+    # SQS slow, not failing: 1.7 s a call, under the client's 2 s read timeout. 6.5 s in all
+    # (listing needs more than 6: the 5 s reserve and a second): two calls fit, a third would
+    # end too close to the deadline (2 s planned + 1.5 s to answer).
     batches = [aged(i, "in_progress", 1) for i in range(3000)]
     proxy.add_rule(
-        Rule(operation="SQS.SendMessageBatch", action="delay", delay_seconds=4.0, times=None)
+        Rule(operation="SQS.SendMessageBatch", action="delay", delay_seconds=1.7, times=None)
     )
 
     with fake_api(listed_as_given(batches, 3000)) as url:
         app = stack.app(url, aws_endpoint=proxy.url)
-        answer = app.handle({"sweep": {"metadata": {"team": "x"}}}, context(8.0))
+        answer = app.handle({"sweep": {"metadata": {"team": "x"}}}, context(6.5))
 
-    assert proxy.calls["SQS.SendMessageBatch"] == 1
-    assert (answer["matched"], answer["queued"], answer["not_queued"]) == (3000, 1000, 2000)
+    assert proxy.calls["SQS.SendMessageBatch"] == 2
+    assert (answer["matched"], answer["queued"], answer["not_queued"]) == (3000, 2000, 1000)
     assert (answer["complete"], answer["run_again"]) == (False, True)
-    assert len(stack.drain_queue()) == 10
+    assert len(stack.drain_queue()) == 20
