@@ -7,6 +7,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from botocore.exceptions import BotoCoreError
+
 from batch_canceller.config import ConfigurationError
 
 if TYPE_CHECKING:
@@ -53,11 +55,27 @@ class SecretsManagerApiKey:
         try:
             raw = self._provider.get(self._secret_id, max_age=self._max_age, force_fetch=refresh)
         except parameters.exceptions.GetParameterError as exc:
+            unreachable = _unreachable(exc)
+            if unreachable is not None:
+                # Secrets Manager slow, unreachable, or no time left for it: not a
+                # configuration error; the work comes back like after any failed AWS call.
+                raise unreachable from None
             # The provider's message names the secret, never its value.
             raise ConfigurationError(
                 f"cannot read OPENAI_API_KEY_SECRET_ID {self._secret_id!r}: {type(exc).__name__}"
             ) from None
         return parse_secret(raw if isinstance(raw, str) else raw.decode("utf-8"))
+
+
+def _unreachable(exc: BaseException) -> BotoCoreError | None:
+    """The SDK error (a timeout, a refused connection, a call refused for time) behind the
+    provider's wrapper, if that is what it wraps; Powertools raises GetParameterError from it."""
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None:
+        if isinstance(cause, BotoCoreError):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def parse_secret(raw: str) -> str:

@@ -27,6 +27,7 @@ from batch_canceller.inbound import (
     from_direct,
     from_eventbridge,
     from_sqs,
+    message_id_of,
     source_of,
 )
 from batch_canceller.observability import Tally, logger
@@ -81,12 +82,14 @@ class Application:
         if source == "eventbridge":
             message = from_eventbridge(event)
         else:
-            message = from_direct(event, str(getattr(context, "aws_request_id", "direct")))
+            request_id = message_id_of(getattr(context, "aws_request_id", "direct"))
+            message = from_direct(event, request_id)
         return self._handle_single(message, deadline)
 
     def _handle_sqs(self, messages: list[InboundMessage], deadline: Deadline) -> dict[str, Any]:
         failed: set[str] = set()
         come_back_after: dict[str, float] = {}
+        unconfirmed: dict[str, float] = {}
         nonce = self.new_nonce()
         # Receipts first: an event they confirm is not announced again by work in this batch.
         receipts = [
@@ -99,9 +102,11 @@ class Application:
             for (message, receipt), ok in zip(receipts, handled, strict=True):
                 if not ok and not self._copied_on(message, receipt):
                     # Back soon, not after the visibility timeout: by then its publisher's
-                    # message may have taken the lapsed claim over and published again.
+                    # message may have taken the lapsed claim over and published again. So
+                    # now, before the work phase can use up the time for it.
                     failed.add(message.message_id)
-                    come_back_after[message.message_id] = RECEIPT_RETRY_SECONDS
+                    unconfirmed[message.message_id] = RECEIPT_RETRY_SECONDS
+            self._postpone(messages, unconfirmed)
         items: list[WorkItem] = []
         for message in messages:
             try:
@@ -167,16 +172,24 @@ class Application:
 
     def _postpone(self, messages: list[InboundMessage], seconds: dict[str, float]) -> None:
         """Failed messages that should come back at a set time (not the visibility timeout)."""
-        for message in messages:
-            if message.message_id in seconds and message.receipt_handle:
-                try:
-                    self.queue.postpone(message.receipt_handle, seconds[message.message_id])
-                except Exception as exc:
-                    # It comes back after the visibility timeout instead; nothing is lost.
-                    logger.warning(
-                        "message not postponed",
-                        extra={"message_id": message.message_id, "why": type(exc).__name__},
-                    )
+        handles = [
+            (message.receipt_handle, seconds[message.message_id])
+            for message in messages
+            if message.message_id in seconds and message.receipt_handle
+        ]
+        if not handles:
+            return
+        try:
+            done = self.queue.postpone(handles)
+        except Exception as exc:
+            done, why = 0, type(exc).__name__
+        else:
+            why = "refused by SQS"
+        if done < len(handles):
+            # They come back after the visibility timeout instead; nothing is lost.
+            logger.warning(
+                "messages not postponed", extra={"count": len(handles) - done, "why": why}
+            )
 
     def _handle_single(self, message: InboundMessage, deadline: Deadline) -> dict[str, Any]:
         try:

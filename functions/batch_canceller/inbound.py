@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -22,6 +23,8 @@ from batch_canceller.input_fields import parse_time, preview
 from batch_canceller.observability import logger
 
 Source = Literal["sqs", "eventbridge", "direct"]
+# SQS message IDs and EventBridge event IDs are 36 characters.
+MAX_MESSAGE_ID = 100
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ def source_of(event: object) -> Source:
 def from_sqs(event: Mapping[str, Any]) -> list[InboundMessage]:
     messages = []
     for record in event["Records"]:
-        message_id = str(record.get("messageId", ""))
+        message_id = message_id_of(record.get("messageId", ""))
         body = record.get("body")
         text = body if isinstance(body, str) else ""
         parsed = parse_guarded(
@@ -74,7 +77,7 @@ def from_sqs(event: Mapping[str, Any]) -> list[InboundMessage]:
 
 
 def from_eventbridge(event: Mapping[str, Any]) -> InboundMessage:
-    event_id = str(event.get("id", "eventbridge"))
+    event_id = message_id_of(event.get("id", "eventbridge"))
     raw = _raw_json(event.get("detail"))
     detail_type = event.get("detail-type")
     if detail_type != CANCEL_REQUESTED:
@@ -89,6 +92,17 @@ def from_eventbridge(event: Mapping[str, Any]) -> InboundMessage:
         event_id, "eventbridge", raw, lambda: parse_payload(event.get("detail"), "detail"), "detail"
     )
     return replace(_external_only(parsed), sent_at=_from_iso(event.get("time")))
+
+
+def message_id_of(value: object) -> str:
+    """A message's ID as the function names it (in claim tokens, logs and batch item failures):
+    as given when it is short printable ASCII, as SQS's and EventBridge's are; else a stable
+    hash of it, so that a long or odd ID from a direct invoke still makes a token the receipt
+    can carry back (its `publication_id` holds at most commands.MAX_PUBLICATION_ID characters)."""
+    text = str(value)
+    if len(text) <= MAX_MESSAGE_ID and text.isascii() and text.isprintable():
+        return text
+    return "id-sha256-" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:40]
 
 
 def from_direct(event: object, request_id: str) -> InboundMessage:

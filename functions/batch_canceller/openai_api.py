@@ -189,6 +189,8 @@ class OpenAIBatchClient:
         self, method: str, path: str, query: dict[str, str], deadline: Deadline, operation: str
     ) -> ApiResponse:
         url = self._url(path, query)
+        if not deadline.allows(MIN_REQUEST_SECONDS):
+            raise OutOfTime(f"{operation}: no time left in this invocation")
         key = self._api_key.get()
         refreshed_key = False
         attempt = 0

@@ -55,13 +55,26 @@ class QueueSender:
         ]
         return [ok for results in map_fn(self._send_chunk, chunks) for ok in results]
 
-    def postpone(self, receipt_handle: str, seconds: float) -> None:
-        """Make a message that failed come back after `seconds`, not the visibility timeout."""
-        self._client.change_message_visibility(
-            QueueUrl=self._url,
-            ReceiptHandle=receipt_handle,
-            VisibilityTimeout=max(0, min(MAX_VISIBILITY_SECONDS, math.ceil(seconds))),
-        )
+    def postpone(self, handles: Sequence[tuple[str, float]]) -> int:
+        """Make messages that failed come back after their seconds, not the visibility timeout:
+        ten to a ChangeMessageVisibilityBatch call (one call per message took a slow SQS past
+        the deadline with receipts still hidden). How many SQS took."""
+        done = 0
+        for start in range(0, len(handles), SEND_BATCH_MAX_ENTRIES):
+            chunk = handles[start : start + SEND_BATCH_MAX_ENTRIES]
+            answer = self._client.change_message_visibility_batch(
+                QueueUrl=self._url,
+                Entries=[
+                    {
+                        "Id": str(index),
+                        "ReceiptHandle": handle,
+                        "VisibilityTimeout": max(0, min(MAX_VISIBILITY_SECONDS, math.ceil(wait))),
+                    }
+                    for index, (handle, wait) in enumerate(chunk)
+                ],
+            )
+            done += len(answer.get("Successful", []))
+        return done
 
     def _send_chunk(self, chunk: Sequence[OutgoingMessage]) -> list[bool]:
         entries = [

@@ -119,36 +119,13 @@ class Reconciler:
         cutoff = iso(now - timedelta(seconds=stale_after))
         counts: Counter[str] = Counter()
         out_of_time = False
-        for batch_ids in self._pages(cutoff, request.max_records, deadline):
-            records = self._store.get_many(batch_ids)
-            counts["examined"] += len(batch_ids)
-            actions = {r.batch_id: assess(r, now.timestamp(), stale_after) for r in records}
-            counts.update(action.value for action in actions.values())
-            checks = [
-                OutgoingMessage(next_check(record, now).to_message())
-                for record in records
-                if actions[record.batch_id] is Action.CHECK
-            ]
-            sent = self._queue.send_many(checks)
-            counts["requeued"] += sum(sent)
-            counts["requeue_failed"] += sent.count(False)
-            for record in records:
-                action = actions[record.batch_id]
-                if action not in (Action.SETTLE, Action.RESTART):
-                    continue
-                if not deadline.leaves(FINISH_SECONDS + WRITE_SECONDS):
+        try:
+            for batch_ids in self._pages(cutoff, request.max_records, deadline):
+                if not self._reconcile_page(batch_ids, now, deadline, counts):
                     out_of_time = True
                     break
-                try:
-                    if action is Action.SETTLE:
-                        counts["settled"] += self._store.settle(record.batch_id, record.watch_id)
-                    else:
-                        counts["restarted"] += self._restart(record, now)
-                except OutOfAwsTime:
-                    out_of_time = True  # the next run goes on from here
-                    break
-            if out_of_time:
-                break
+        except OutOfAwsTime:
+            out_of_time = True  # a read or write refused for time: the next run goes on
         if out_of_time:
             stopped = "deadline"
         elif counts["examined"] >= request.max_records:
@@ -169,6 +146,35 @@ class Reconciler:
         }
         logger.info("reconciled", extra={"reconcile": summary})
         return {"status": "done", "reconcile": summary}
+
+    def _reconcile_page(
+        self, batch_ids: list[str], now: datetime, deadline: Deadline, counts: Counter[str]
+    ) -> bool:
+        """Assess one page of records and act on it; False once the deadline stopped it."""
+        stale_after = 2 * self._poll.max_delay_seconds
+        records = self._store.get_many(batch_ids)
+        counts["examined"] += len(batch_ids)
+        actions = {r.batch_id: assess(r, now.timestamp(), stale_after) for r in records}
+        counts.update(action.value for action in actions.values())
+        checks = [
+            OutgoingMessage(next_check(record, now).to_message())
+            for record in records
+            if actions[record.batch_id] is Action.CHECK
+        ]
+        sent = self._queue.send_many(checks)
+        counts["requeued"] += sum(sent)
+        counts["requeue_failed"] += sent.count(False)
+        for record in records:
+            action = actions[record.batch_id]
+            if action not in (Action.SETTLE, Action.RESTART):
+                continue
+            if not deadline.leaves(FINISH_SECONDS + WRITE_SECONDS):
+                return False
+            if action is Action.SETTLE:
+                counts["settled"] += self._store.settle(record.batch_id, record.watch_id)
+            else:
+                counts["restarted"] += self._restart(record, now)
+        return True
 
     def _restart(self, record: BatchRecord, now: datetime) -> bool:
         """The watch a cancel asked for after a stall, as that cancel would have started it."""

@@ -92,7 +92,8 @@ def build_application(
     key_source = RememberedKeys(
         api_key
         or SecretsManagerApiKey(
-            settings.api_key_secret_id, lambda: session.client("secretsmanager", config=config)
+            settings.api_key_secret_id,
+            lambda: bound_by_deadline(session.client("secretsmanager", config=config)),
         )
     )
     tally = Tally()

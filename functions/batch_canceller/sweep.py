@@ -198,10 +198,20 @@ class Sweeper:
             started = time.monotonic()
             accepted = self._queue.send_many(chunk)
             call_seconds = max(call_seconds, time.monotonic() - started)
+            queued += sum(
+                len(message.body["batch_ids"])
+                for message, ok in zip(chunk, accepted, strict=True)
+                if ok
+            )
             if not all(accepted):
-                # Re-running the sweep re-queues what was sent: cancels are idempotent.
-                raise RuntimeError(f"{accepted.count(False)} sweep messages could not be queued")
-            queued += sum(len(message.body["batch_ids"]) for message in chunk)
+                # SQS refused or did not answer (it may have taken some): stop, and say so in
+                # the summary (`not_queued`, `run_again`) rather than fail the message, which
+                # would list and queue everything again on each receive until the DLQ.
+                # Running the sweep again is safe: cancels are idempotent.
+                logger.warning(
+                    "sweep cancels not queued", extra={"messages": accepted.count(False)}
+                )
+                break
         return queued
 
 

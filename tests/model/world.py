@@ -175,6 +175,22 @@ class ModelQueue:
         message.visible_at = self.clock.now + VisibilityTimeout
         return {}
 
+    def change_message_visibility_batch(
+        self, fault: str, QueueUrl: str, Entries: list[dict[str, Any]]
+    ) -> Any:
+        if fault != "none":
+            raise _client_error("InternalError", 500)
+        done, failed = [], []
+        for entry in Entries:
+            try:
+                self.change_message_visibility(
+                    "none", QueueUrl, entry["ReceiptHandle"], entry["VisibilityTimeout"]
+                )
+                done.append({"Id": entry["Id"]})
+            except ClientError:
+                failed.append({"Id": entry["Id"], "Code": "ReceiptHandleIsInvalid"})
+        return {"Successful": done, "Failed": failed}
+
     def send_message(self, fault: str, QueueUrl: str, MessageBody: str, **_: Any) -> Any:
         if QueueUrl == DLQ_URL:
             self.dead_letters.append(MessageBody)

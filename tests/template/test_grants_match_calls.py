@@ -29,7 +29,7 @@ ACTION_CALLS: dict[str, tuple[str, ...]] = {
     "dynamodb:UpdateItem": ("update_item",),
     "dynamodb:Query": ("query",),
     "sqs:SendMessage": ("send_message", "send_message_batch"),
-    "sqs:ChangeMessageVisibility": ("change_message_visibility",),
+    "sqs:ChangeMessageVisibility": ("change_message_visibility", "change_message_visibility_batch"),
     "events:PutEvents": ("put_events",),
     # Powertools' SecretsProvider calls GetSecretValue with the client it is given.
     "secretsmanager:GetSecretValue": ("get_secret_value", "SecretsProvider"),
