@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from botocore.exceptions import BotoCoreError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from batch_canceller.config import ConfigurationError
 
@@ -67,15 +67,25 @@ class SecretsManagerApiKey:
         return parse_secret(raw if isinstance(raw, str) else raw.decode("utf-8"))
 
 
-def _unreachable(exc: BaseException) -> BotoCoreError | None:
-    """The SDK error (a timeout, a refused connection, a call refused for time) behind the
-    provider's wrapper, if that is what it wraps; Powertools raises GetParameterError from it."""
+def _unreachable(exc: BaseException) -> BotoCoreError | ClientError | None:
+    """The SDK error behind the provider's wrapper (Powertools raises GetParameterError from
+    it) when it says Secrets Manager could not answer now: a timeout, a refused connection, a
+    call refused for time, throttling or a 5xx. Anything else (AccessDenied, no such secret)
+    is the deployment's to fix."""
     cause = exc.__cause__ or exc.__context__
     while cause is not None:
         if isinstance(cause, BotoCoreError):
             return cause
+        if isinstance(cause, ClientError) and _is_transient(cause):
+            return cause
         cause = cause.__cause__ or cause.__context__
     return None
+
+
+def _is_transient(error: ClientError) -> bool:
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    code = str(error.response.get("Error", {}).get("Code", ""))
+    return status >= 500 or status == 429 or "Throttl" in code or code == "RequestLimitExceeded"
 
 
 def parse_secret(raw: str) -> str:

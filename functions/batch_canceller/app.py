@@ -82,8 +82,7 @@ class Application:
         if source == "eventbridge":
             message = from_eventbridge(event)
         else:
-            request_id = message_id_of(getattr(context, "aws_request_id", "direct"))
-            message = from_direct(event, request_id)
+            message = from_direct(event, str(getattr(context, "aws_request_id", "direct")))
         return self._handle_single(message, deadline)
 
     def _handle_sqs(self, messages: list[InboundMessage], deadline: Deadline) -> dict[str, Any]:
@@ -108,6 +107,8 @@ class Application:
                     unconfirmed[message.message_id] = RECEIPT_RETRY_SECONDS
             self._postpone(messages, unconfirmed)
         items: list[WorkItem] = []
+        # Failures are reported under the message's own ID, whatever its token says.
+        message_of: dict[Delivery, str] = {}
         for message in messages:
             try:
                 accepted, _ = self._accept(message, deadline)
@@ -118,13 +119,14 @@ class Application:
                 )
                 failed.add(message.message_id)
                 continue
-            delivery = Delivery(message.message_id, nonce)
+            delivery = Delivery(message_id_of(message.message_id), nonce)
+            message_of[delivery] = message.message_id
             items.extend(WorkItem(work, delivery) for work in accepted)
         results = self.processor.run(items, deadline)
         unfinished: dict[str, list[WorkResult]] = {}
         for result in results:
             if result.failed:
-                unfinished.setdefault(result.delivery.message_id, []).append(result)
+                unfinished.setdefault(message_of[result.delivery], []).append(result)
         for message_id, left in unfinished.items():
             if all(result.outcome == "deferred" for result in left) and self._requeued(left):
                 continue  # the part not started goes on as a message of its own
@@ -201,7 +203,7 @@ class Application:
             return {"status": "rejected", "error": message.error}
         if not works:
             return {"status": "done", **side}
-        delivery = Delivery(message.message_id, self.new_nonce())
+        delivery = Delivery(message_id_of(message.message_id), self.new_nonce())
         results = self.processor.run([WorkItem(work, delivery) for work in works], deadline)
         self._log_outcomes(results)
         unfinished = [result for result in results if result.failed]

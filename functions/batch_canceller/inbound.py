@@ -56,7 +56,7 @@ def source_of(event: object) -> Source:
 def from_sqs(event: Mapping[str, Any]) -> list[InboundMessage]:
     messages = []
     for record in event["Records"]:
-        message_id = message_id_of(record.get("messageId", ""))
+        message_id = str(record.get("messageId", ""))
         body = record.get("body")
         text = body if isinstance(body, str) else ""
         parsed = parse_guarded(
@@ -77,7 +77,7 @@ def from_sqs(event: Mapping[str, Any]) -> list[InboundMessage]:
 
 
 def from_eventbridge(event: Mapping[str, Any]) -> InboundMessage:
-    event_id = message_id_of(event.get("id", "eventbridge"))
+    event_id = str(event.get("id", "eventbridge"))
     raw = _raw_json(event.get("detail"))
     detail_type = event.get("detail-type")
     if detail_type != CANCEL_REQUESTED:
@@ -95,10 +95,11 @@ def from_eventbridge(event: Mapping[str, Any]) -> InboundMessage:
 
 
 def message_id_of(value: object) -> str:
-    """A message's ID as the function names it (in claim tokens, logs and batch item failures):
-    as given when it is short printable ASCII, as SQS's and EventBridge's are; else a stable
-    hash of it, so that a long or odd ID from a direct invoke still makes a token the receipt
-    can carry back (its `publication_id` holds at most commands.MAX_PUBLICATION_ID characters)."""
+    """A message's ID as a claim token names it: as given when it is short printable ASCII, as
+    SQS's and EventBridge's are; else a stable hash of it, so that a long or odd ID (only a
+    direct invoke can send one) still makes a token the receipt can carry back (its
+    `publication_id` holds at most commands.MAX_PUBLICATION_ID characters). Batch item
+    failures and dead letters keep the ID as given."""
     text = str(value)
     if len(text) <= MAX_MESSAGE_ID and text.isascii() and text.isprintable():
         return text
