@@ -28,7 +28,7 @@ SHOWN_CALLS = (
     "DynamoDB.BatchGetItem",
     "SQS.SendMessageBatch",
     "SQS.SendMessage",
-    "SQS.ChangeMessageVisibility",
+    "SQS.ChangeMessageVisibilityBatch",
 )
 
 
