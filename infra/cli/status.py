@@ -45,13 +45,13 @@ def run(target: Target, options: StatusOptions) -> int:
     if options.pending == bool(options.ids):
         raise UsageError("give batch IDs or --pending (not both)")
     table = target.output("BatchesTableName")
+    ids = list(dict.fromkeys(_validated(options.ids)))  # before any AWS call
     reader = RecordReader(target.dynamodb(), table)
     try:
         if options.pending:
             records = reader.pending()
             rows: list[dict[str, Any] | str] = list(records)
         else:
-            ids = list(dict.fromkeys(_validated(options.ids)))
             found = {str(item["batch_id"]): item for item in reader.get_many(ids)}
             rows = [found.get(batch_id, batch_id) for batch_id in ids]
     except ClientError as exc:
