@@ -84,13 +84,13 @@ def test_stack_name_reads_cloudformation_outputs_and_the_env_names_the_default(
 
     answers.append({"Stacks": [stack]})
     assert (
-        main(["--stack-name", "prod", "--region", "us-east-1", "status", "batch_a", "--json"]) == 0
-    )
+        main(["--stack-name", "prod", "--region", "us-east-1", "status", "batch_a", "--json"]) == 1
+    )  # read from the stack's table; 1: batch_a has no record
     assert json.loads(capsys.readouterr().out) == [{"batch_id": "batch_a", "found": False}]
 
     monkeypatch.setenv(STACK_ENV, "prod")
     answers.append({"Stacks": [stack]})
-    assert main(["status", "batch_a"]) == 0
+    assert main(["status", "batch_a"]) == 1
     assert "not found" in capsys.readouterr().out
 
     answers.append({"Stacks": [stack]})
@@ -226,3 +226,13 @@ def test_a_state_file_whose_stack_is_gone_says_so_and_how_to_start_it(
     assert "Traceback" not in captured.err + captured.out
     assert "ConfigurationError" not in captured.err
     assert captured.err.count("\n") == 1  # one line, not a log dump
+
+
+@pytest.mark.parametrize(("command", "usage"), [("send", "send"), ("sweep", "sweep")])
+def test_an_unknown_flag_prints_the_usage_of_its_command(
+    command: str, usage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([command, "--frobnicate"]) == 2
+    err = capsys.readouterr().err
+    assert f"usage: batch-canceller {usage} " in err
+    assert "unrecognized arguments: --frobnicate" in err
