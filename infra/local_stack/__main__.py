@@ -8,6 +8,7 @@ stop it, say so, and remove both files (a state file left behind points at a dea
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sys
@@ -20,6 +21,7 @@ from infra.servers import LOOPBACK, StopSignal
 
 STATE_FILE = Path(".local-stack/state.json")
 ENV_FILE = Path(".local-stack/env.sh")
+LOG_FILE = Path(".local-stack/function.log")
 AWS_PORT_VARIABLE = "LOCAL_AWS_PORT"
 OPENAI_PORT_VARIABLE = "LOCAL_OPENAI_PORT"
 DEFAULT_PORTS = {AWS_PORT_VARIABLE: 4566, OPENAI_PORT_VARIABLE: 8089}
@@ -67,6 +69,11 @@ def main() -> int:
     except PortInUse as exc:
         print(f"make local: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    STATE_FILE.parent.mkdir(exist_ok=True)
+    log = LOG_FILE.open("a", encoding="utf-8")  # the function's JSON logs: not the terminal's
+    for handler in logging.getLogger("batch-canceller").handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(log)
     stop = StopSignal()  # from here on, SIGINT (even in a background job) and SIGTERM end wait()
     stack = LocalStack(
         aws_port=ports[AWS_PORT_VARIABLE], openai_port=ports[OPENAI_PORT_VARIABLE]
@@ -75,7 +82,6 @@ def main() -> int:
         seeded = _seed(stack)
         state = stack.state()
         variables = exports(state, stack.openai.url)
-        STATE_FILE.parent.mkdir(exist_ok=True)
         STATE_FILE.write_text(json.dumps(state, indent=2))
         ENV_FILE.write_text(export_block(variables) + "\n")
         print(banner(variables, seeded, str(STATE_FILE), AWS_PORT_VARIABLE), flush=True)
@@ -85,6 +91,7 @@ def main() -> int:
         for path in (STATE_FILE, ENV_FILE):
             path.unlink(missing_ok=True)
         stack.stop()
+        log.close()
     print(f"local stack stopped; removed {STATE_FILE}", flush=True)
     return 0
 

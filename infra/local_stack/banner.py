@@ -67,7 +67,7 @@ def banner(
     try_lines = "\n".join(f"  {command}" for command in commands(seeded))
     return f"""{export_block(variables)}
 
-local stack running; state in {state_file}. Ctrl-C (or SIGTERM) stops it.
+local stack running; state in {state_file}, function logs in .local-stack/function.log. Ctrl-C (or SIGTERM) stops it.
   AWS (moto)        {variables["AWS_ENDPOINT_URL"]}   moves with {aws_port_variable}
   OpenAI emulator   {variables["OPENAI_EMULATOR_URL"]}/v1   control routes under /_emulator/
   queue             {variables["QUEUE_URL"]}

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,8 +56,22 @@ def running(
             printed.append(line)
             if not line.strip():
                 break
+        # Drained from here on: the function logs to stdout, and a full pipe would block it
+        # (and the stack's stop) as no terminal would.
+        drains = [
+            threading.Thread(target=stream.read, daemon=True)
+            for stream in (process.stdout, process.stderr)
+            if stream is not None
+        ]
+        for drain in drains:
+            drain.start()
         yield process, "".join(printed)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
-        process.communicate(timeout=60)
+        try:
+            process.wait(timeout=60)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
