@@ -7,15 +7,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck fmt check clean demo local bench chaos model
+.PHONY: venv test lint typecheck fmt check clean demo local sam bench chaos model
 
 venv: $(STAMP)
 
+# Silent but for one line on stderr, so `make local` still prints its export block first.
 $(STAMP): pyproject.toml functions/requirements.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
-	touch $(STAMP)
+	@echo "installing the Python environment into $(VENV) (first run, or pyproject.toml changed: about a minute)..." >&2
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	@touch $(STAMP)
 
 test: venv
 	$(BIN)/python -m pytest -q
@@ -37,8 +39,13 @@ check: lint typecheck test
 demo: venv
 	$(BIN)/python -m infra.local_stack.demo
 
+# `@`: the export block must be the first thing printed.
 local: venv
-	$(BIN)/python -m infra.local_stack
+	@$(BIN)/python -m infra.local_stack
+
+# The SAM CLI and cfn-lint in their own environment (aws-sam-cli pins boto3), for `sam build/deploy`.
+sam: venv
+	@$(BIN)/python -c 'from infra.sam.tools import ensure_sam_venv; print("SAM CLI:", ensure_sam_venv() / "sam")'
 
 bench: venv
 	$(BIN)/python -m tests.bench.run

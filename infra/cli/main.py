@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _json_option(send)
     _target_options(send, nested=True)
+    send.set_defaults(command_parser=send)
 
     status = commands.add_parser(
         "status",
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--pending", action="store_true", help="every batch still 'cancelling'")
     _json_option(status)
     _target_options(status, nested=True)
+    status.set_defaults(command_parser=status)
 
     schedules = commands.add_parser(
         "schedules",
@@ -84,12 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _json_option(schedules)
     _target_options(schedules, nested=True)
+    schedules.set_defaults(command_parser=schedules)
     schedule_commands = schedules.add_subparsers(dest="schedules_command", metavar="ACTION")
     listing = schedule_commands.add_parser(
         "list", help="list them (the default)", allow_abbrev=False
     )
     _json_option(listing, nested=True)
     _target_options(listing, nested=True)
+    listing.set_defaults(command_parser=listing)
     delete = schedule_commands.add_parser(
         "delete", help="delete schedules by name or batch ID", allow_abbrev=False
     )
@@ -100,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     _json_option(delete, nested=True)
     _target_options(delete, nested=True)
+    delete.set_defaults(command_parser=delete)
 
     sweep = commands.add_parser(
         "sweep",
@@ -132,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--yes", action="store_true", help="with --all: do not ask (for scripts)")
     _json_option(sweep)
     _target_options(sweep, nested=True)
+    sweep.set_defaults(command_parser=sweep)
     return parser
 
 
@@ -139,7 +145,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = _local_option_values(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
     try:
-        args = parser.parse_args(arguments)
+        args, unknown = parser.parse_known_args(arguments)
+        if unknown:
+            # argparse would blame the top-level parser and print its usage; the user needs
+            # the usage of the command they were typing.
+            command_parser: argparse.ArgumentParser = getattr(args, "command_parser", parser)
+            command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as exc:  # --help (0), or a usage error argparse has already explained
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:

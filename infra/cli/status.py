@@ -11,7 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from batch_canceller.commands import InvalidInput, validate_batch_id
 from batch_canceller.json_values import from_item, plain
-from infra.cli import EXIT_OK, OperationFailed, UsageError
+from infra.cli import EXIT_FAILED, EXIT_OK, OperationFailed, UsageError
 from infra.cli.output import print_json, print_note, print_table, shorten
 from infra.cli.target import Target
 
@@ -45,13 +45,13 @@ def run(target: Target, options: StatusOptions) -> int:
     if options.pending == bool(options.ids):
         raise UsageError("give batch IDs or --pending (not both)")
     table = target.output("BatchesTableName")
+    ids = list(dict.fromkeys(_validated(options.ids)))  # before any AWS call
     reader = RecordReader(target.dynamodb(), table)
     try:
         if options.pending:
             records = reader.pending()
             rows: list[dict[str, Any] | str] = list(records)
         else:
-            ids = list(dict.fromkeys(_validated(options.ids)))
             found = {str(item["batch_id"]): item for item in reader.get_many(ids)}
             rows = [found.get(batch_id, batch_id) for batch_id in ids]
     except ClientError as exc:
@@ -72,6 +72,14 @@ def run(target: Target, options: StatusOptions) -> int:
         print_table(HEADERS, (_row(row) for row in rows))
         if options.pending and not rows:
             print_note("no batch is cancelling")
+    missing = [row for row in rows if isinstance(row, str)]
+    if missing:
+        # A script asking about an ID must be able to tell "no record" from a record.
+        print_note(
+            f"no record of {', '.join(missing)}: never sent to this stack's canceller, or not"
+            " handled yet"
+        )
+        return EXIT_FAILED
     return EXIT_OK
 
 

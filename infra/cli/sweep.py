@@ -72,8 +72,24 @@ def build_request(options: SweepOptions) -> dict[str, Any]:
             " --endpoint, --model or --status (not all four), or --all (try --dry-run first)"
         ) from None
     except InvalidInput as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(_in_flags(str(exc))) from None
     return payload
+
+
+# The function names payload fields ('sweep.max_cancels'); the user typed flags.
+_FLAGS = {
+    "older_than_minutes": "--older-than",
+    "metadata": "--metadata",
+    "endpoint": "--endpoint",
+    "model": "--model",
+    "statuses": "--status",
+    "max_cancels": "--max-cancels",
+}
+_FIELD = re.compile(r"'sweep\.(\w+)[^']*'")
+
+
+def _in_flags(message: str) -> str:
+    return _FIELD.sub(lambda m: _FLAGS.get(m.group(1), m.group(0)), message)
 
 
 def _metadata(pairs: Sequence[str]) -> dict[str, str]:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sys
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -61,6 +63,8 @@ class Target:
     outputs: Mapping[str, str]
     description: str
     function_environment: Mapping[str, str] | None = None
+    # The local stack's state file: checked to be running at the first AWS call or invoke.
+    state_file: Path | None = None
     _session: boto3.session.Session | None = field(default=None, compare=False, repr=False)
 
     def output(self, name: str) -> str:
@@ -96,6 +100,7 @@ class Target:
     def _boto_session(self) -> boto3.session.Session:
         if self._session is not None:
             return self._session
+        self._ensure_running()
         session = boto3.session.Session(region_name=self.region)
         if self.aws_endpoint is not None and session.get_credentials() is None:
             session = boto3.session.Session(
@@ -105,6 +110,10 @@ class Target:
             )
         object.__setattr__(self, "_session", session)  # cached: one credential lookup per run
         return session
+
+    def _ensure_running(self) -> None:
+        if self.state_file is not None and self.aws_endpoint is not None:
+            _ensure_running(self.aws_endpoint, self.state_file)
 
     # -- the function ----------------------------------------------------------------------
 
@@ -143,6 +152,7 @@ class Target:
         from infra.local_stack.lambda_context import LocalLambdaContext
 
         assert self.function_environment is not None
+        self._ensure_running()
         try:
             settings = Settings.from_env(self.function_environment)
         except ConfigurationError as exc:
@@ -200,11 +210,29 @@ def from_state_file(path: Path) -> Target:
         aws_endpoint=endpoint.rstrip("/"),
         outputs=outputs,
         description=f"local stack ({path})",
+        state_file=path,
         function_environment=(
             None
             if environment is None
             else _string_map(environment, f"'function_environment' in {path}")
         ),
+    )
+
+
+def _ensure_running(endpoint: str, path: Path) -> None:
+    """A state file outlives a stack that was killed: say so once, instead of every AWS call
+    (and the in-process function, which would blame its configuration) failing on a refused
+    connection in its own words."""
+    url = urllib.parse.urlsplit(endpoint)
+    try:
+        with socket.create_connection((url.hostname or "127.0.0.1", url.port or 80), timeout=2):
+            return
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+    raise UsageError(
+        f"the local stack in {path} is not running ({endpoint}: {reason.lower()}):"
+        " start it with `make local` (it removes its state file when it stops; this one was"
+        " left by a stack that was killed)"
     )
 
 

@@ -1,57 +1,108 @@
-"""`make local`: the local stack, kept running, with its endpoints and commands to paste."""
+"""`make local`: the local stack, kept running, with its endpoints and commands to paste.
+
+Prints an export block first (infra.local_stack.banner), writes `.local-stack/state.json`
+for the CLI and `.local-stack/env.sh` for `source`, and runs until Ctrl-C or SIGTERM, which
+stop it, say so, and remove both files (a state file left behind points at a dead stack).
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-import signal
-import threading
+import socket
+import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from infra.local_stack.banner import banner, export_block, exports
 from infra.local_stack.stack import LocalStack
+from infra.servers import LOOPBACK, StopSignal
 
 STATE_FILE = Path(".local-stack/state.json")
+ENV_FILE = Path(".local-stack/env.sh")
+LOG_FILE = Path(".local-stack/function.log")
+AWS_PORT_VARIABLE = "LOCAL_AWS_PORT"
+OPENAI_PORT_VARIABLE = "LOCAL_OPENAI_PORT"
+DEFAULT_PORTS = {AWS_PORT_VARIABLE: 4566, OPENAI_PORT_VARIABLE: 8089}
+EXIT_USAGE = 2
+# The README's examples name these; seeded so its commands act on real (emulated) batches.
+README_BATCHES = ("batch_abc123", "batch_def456")
 
 
-def main() -> None:
-    stack = LocalStack(
-        aws_port=int(os.environ.get("LOCAL_AWS_PORT", "4566")),
-        openai_port=int(os.environ.get("LOCAL_OPENAI_PORT", "8089")),
-    ).start()
-    STATE_FILE.parent.mkdir(exist_ok=True)
-    STATE_FILE.write_text(json.dumps(stack.state(), indent=2))
-    seeded = [stack.openai.seed(status="in_progress")["id"] for _ in range(3)]
-    out = stack.outputs
-    aws = f"aws --endpoint-url {stack.aws_endpoint} --region us-east-1"
-    print(
-        f"""
-local stack running (Ctrl-C stops it); state in {STATE_FILE}
-  AWS (moto)        {stack.aws_endpoint}   any credentials, e.g. AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
-  OpenAI emulator   {stack.openai.base_url}   control plane: {stack.openai.url}/_emulator/
-  queue             {out["CancelQueueUrl"]}
-  table             {out["BatchesTableName"]}
-  bus               {out["EventBusName"]}
-  seeded batches    {" ".join(seeded)}
+class PortInUse(Exception):
+    pass
 
-try:
-  {aws} sqs send-message --queue-url {out["CancelQueueUrl"]} --message-body {seeded[0]}
-  {aws} dynamodb get-item --table-name {out["BatchesTableName"]} --key '{{"batch_id": {{"S": "{seeded[0]}"}}}}'
-  {aws} events put-events --entries '[{{"EventBusName": "{out["EventBusName"]}", "Source": "me", "DetailType": "Batch Cancel Requested", "Detail": "{{\\"batch_id\\": \\"{seeded[1]}\\"}}"}}]'
-  {aws} sqs receive-message --queue-url {out["DeadLetterQueueUrl"]} --message-attribute-names All
-  curl -s -X POST {stack.openai.url}/_emulator/seed -d '{{"count": 5}}'
-  .venv/bin/batch-canceller --local status {seeded[0]}
-""",
-        flush=True,
-    )
-    stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+
+def port_from_env(variable: str) -> int:
+    raw = os.environ.get(variable, "").strip() or str(DEFAULT_PORTS[variable])
     try:
-        stopped.wait()
-    except KeyboardInterrupt:
-        pass
+        port = int(raw)
+    except ValueError:
+        raise PortInUse(f"{variable}={raw!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise PortInUse(f"{variable}={port} is not a port number (0-65535; 0 picks a free one)")
+    return port
+
+
+def ensure_free(port: int, variable: str) -> None:
+    """Fail at once on a taken port: moto's server thread would die on it and leave the start
+    waiting forever. (Checked with SO_REUSEADDR, as the servers bind: TIME_WAIT is no clash.)"""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError:
+            raise PortInUse(
+                f"port {port} is in use (another `make local`?): stop that one, or move this"
+                f" one with {variable}=<port> (0 picks a free one)"
+            ) from None
+
+
+def main() -> int:
+    try:
+        ports = {variable: port_from_env(variable) for variable in DEFAULT_PORTS}
+        for variable, port in ports.items():
+            ensure_free(port, variable)
+    except PortInUse as exc:
+        print(f"make local: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    STATE_FILE.parent.mkdir(exist_ok=True)
+    log = LOG_FILE.open("a", encoding="utf-8")  # the function's JSON logs: not the terminal's
+    for handler in logging.getLogger("batch-canceller").handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(log)
+    stop = StopSignal()  # from here on, SIGINT (even in a background job) and SIGTERM end wait()
+    stack = LocalStack(
+        aws_port=ports[AWS_PORT_VARIABLE], openai_port=ports[OPENAI_PORT_VARIABLE]
+    ).start()
+    try:
+        seeded = _seed(stack)
+        state = stack.state()
+        variables = exports(state, stack.openai.url)
+        STATE_FILE.write_text(json.dumps(state, indent=2))
+        ENV_FILE.write_text(export_block(variables) + "\n")
+        print(banner(variables, seeded, str(STATE_FILE), AWS_PORT_VARIABLE), flush=True)
+        stop.wait()
+        print("local stack stopping (signal received)", flush=True)
     finally:
+        for path in (STATE_FILE, ENV_FILE):
+            path.unlink(missing_ok=True)
         stack.stop()
+        log.close()
+    print(f"local stack stopped; removed {STATE_FILE}", flush=True)
+    return 0
+
+
+def _seed(stack: LocalStack) -> list[str]:
+    # Old enough and labelled for the README's sweep (--older-than 20h --metadata project=evals).
+    created = int((datetime.now(UTC) - timedelta(hours=21)).timestamp())
+    for batch_id in README_BATCHES:
+        stack.openai.seed(batch_id, created_at=created, metadata={"project": "evals"})
+    return [*README_BATCHES, *(stack.openai.seed(status="in_progress")["id"] for _ in range(3))]
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -31,12 +31,19 @@ def main() -> int:
         say(f"moto (AWS) on {stack.aws_endpoint}, OpenAI emulator on {stack.openai.base_url}")
         say(
             f"from template.yaml: {len(stack.provisioned.created)} resources created, "
-            f"{len(stack.provisioned.not_emulated)} AWS-only ones named but not emulated"
+            f"{len(stack.provisioned.not_emulated)} AWS-only ones not emulated: "
+            + _kinds(stack.provisioned.not_emulated)
         )
         plan = seed(stack)
         send_commands(stack, plan)
         events = watch(stack, plan)
         return report(stack, plan, events)
+
+
+def _kinds(named: list[str]) -> str:
+    """`["A (AWS::IAM::Role)", ...]` as `3 IAM::Role, 10 CloudWatch::Alarm, ...`."""
+    kinds = Counter(item.rsplit("(", 1)[-1].rstrip(")").removeprefix("AWS::") for item in named)
+    return ", ".join(f"{count} {kind}" for kind, count in kinds.items())
 
 
 def seed(stack: LocalStack) -> dict[str, Any]:
@@ -45,7 +52,9 @@ def seed(stack: LocalStack) -> dict[str, Any]:
     validating = [emulator.seed(status="validating") for _ in range(4)]
     finished = [emulator.seed(status=s) for s in ("completed", "completed", "failed", "expired")]
     later = emulator.seed(status="in_progress", metadata={"project": "demo"})
-    say(f"seeded {len(running) + len(validating) + len(finished) + 1} batches in the emulator")
+    seeded = len(running) + len(validating) + len(finished) + 1
+    # The tables below also show the ID that is not in the emulator (its cancel answers 404).
+    say(f"seeded {seeded} batches in the emulator; the commands also name 1 it does not have (404)")
     return {
         "bare": running[0]["id"],
         "json_list": [b["id"] for b in running[1:16]] + [b["id"] for b in finished],
@@ -200,7 +209,9 @@ def verdict(
             print("  - " + problem)
         return 1
     say(
-        f"OK: {len(expected_ids(plan))} batches handled, none lost, none announced twice; "
+        # Counted as the tables show them: the seeded batches and the one the API answers 404.
+        f"OK: {len(expected_ids(plan)) + 1} batches handled ({len(expected_ids(plan))} seeded,"
+        " 1 unknown to the API), none lost, none announced twice; "
         f"the invalid message is in the DLQ with its reason. Function logs: {LOG_FILE}"
     )
     return 0

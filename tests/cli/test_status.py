@@ -40,8 +40,9 @@ def test_status_shows_records_and_not_found_as_a_table_and_json_and_pending_ones
 
     code = cli(state, "status", *IDS, "batch_never")
 
-    out = capsys.readouterr().out
-    assert code == 0
+    out, err = capsys.readouterr()
+    assert code == 1  # an ID without a record: exit 1, and said in words
+    assert "no record of batch_never" in err
     lines = out.splitlines()
     assert re.split(r"\s{2,}", lines[0]) == [
         "BATCH_ID",

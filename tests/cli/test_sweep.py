@@ -110,7 +110,7 @@ def test_build_request_maps_every_option() -> None:
     [
         (["--metadata", "project"], "expected KEY=VALUE"),
         (["--metadata", "a=1", "--metadata", "a=2"], "given twice"),
-        (["--max-cancels", "0", "--older-than", "1h"], "max_cancels"),
+        (["--max-cancels", "0", "--older-than", "1h"], "--max-cancels must be"),
         ([], "--all"),
         # Filters that leave out no running batch: the function's rule, SweepRequest.selects.
         (["--older-than", "0"], "--all"),
@@ -230,3 +230,14 @@ def test_a_dry_run_needs_no_filter(
     assert cli(state, "sweep", "--dry-run", "--json") == 0
 
     assert sorted(json.loads(capsys.readouterr().out)["would_cancel"]) == sorted(running)
+
+
+def test_an_out_of_range_flag_is_named_as_the_flag_not_the_payload_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = offline_state(tmp_path)
+
+    assert cli(state, "sweep", "--older-than", "20h", "--max-cancels", "0") == 2
+    err = capsys.readouterr().err
+    assert "--max-cancels must be" in err
+    assert "sweep.max_cancels" not in err

@@ -84,13 +84,13 @@ def test_stack_name_reads_cloudformation_outputs_and_the_env_names_the_default(
 
     answers.append({"Stacks": [stack]})
     assert (
-        main(["--stack-name", "prod", "--region", "us-east-1", "status", "batch_a", "--json"]) == 0
-    )
+        main(["--stack-name", "prod", "--region", "us-east-1", "status", "batch_a", "--json"]) == 1
+    )  # read from the stack's table; 1: batch_a has no record
     assert json.loads(capsys.readouterr().out) == [{"batch_id": "batch_a", "found": False}]
 
     monkeypatch.setenv(STACK_ENV, "prod")
     answers.append({"Stacks": [stack]})
-    assert main(["status", "batch_a"]) == 0
+    assert main(["status", "batch_a"]) == 1
     assert "not found" in capsys.readouterr().out
 
     answers.append({"Stacks": [stack]})
@@ -168,3 +168,71 @@ def test_a_failing_deployed_function_is_reported(monkeypatch: pytest.MonkeyPatch
 
     with pytest.raises(OperationFailed, match="canceller-fn failed: request could not be handled"):
         run_sweep(deployed(), SweepOptions(dry_run=True))
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])  # closed on leaving: nothing listens there
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["status", "batch_a"],
+        ["send", "batch_a"],
+        ["schedules"],
+        ["sweep", "--older-than", "20h", "--dry-run"],
+    ],
+)
+def test_a_state_file_whose_stack_is_gone_says_so_and_how_to_start_it(
+    command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    state = tmp_path / "state.json"
+    state.write_text(
+        json.dumps(
+            {
+                "aws_endpoint": endpoint,
+                "region": "us-east-1",
+                "outputs": {
+                    "CancelQueueUrl": f"{endpoint}/123456789012/q",
+                    "BatchesTableName": "t",
+                    "ScheduleGroupName": "g",
+                    "FunctionName": "f",
+                },
+                # A function to run in-process (sweep): it must not get as far as blaming its
+                # configuration for a refused connection.
+                "function_environment": {
+                    "BATCHES_TABLE_NAME": "t",
+                    "EVENT_BUS_NAME": "b",
+                    "CANCEL_QUEUE_URL": f"{endpoint}/123456789012/q",
+                    "OPENAI_API_KEY_SECRET_ID": "s",
+                    "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+                },
+            }
+        ),
+        encoding="utf-8",
+    )
+
+    code = main(["--local", str(state), *command])
+
+    captured = capsys.readouterr()
+    assert code == 2, captured.err
+    assert f"the local stack in {state} is not running" in captured.err
+    assert "make local" in captured.err
+    assert "Traceback" not in captured.err + captured.out
+    assert "ConfigurationError" not in captured.err
+    assert captured.err.count("\n") == 1  # one line, not a log dump
+
+
+@pytest.mark.parametrize(("command", "usage"), [("send", "send"), ("sweep", "sweep")])
+def test_an_unknown_flag_prints_the_usage_of_its_command(
+    command: str, usage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([command, "--frobnicate"]) == 2
+    err = capsys.readouterr().err
+    assert f"usage: batch-canceller {usage} " in err
+    assert "unrecognized arguments: --frobnicate" in err

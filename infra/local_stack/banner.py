@@ -1,0 +1,93 @@
+"""What `make local` prints: first a block of `export NAME=value` lines to paste or `eval`,
+then commands that use only those names, so they run verbatim (the README's use the same).
+
+`ENDPOINT_ARG` exists for AWS CLI v1: it sends SQS calls for us-east-1 (and most regions) to
+the real endpoint whatever `AWS_ENDPOINT_URL` says, so the commands pass
+`$ENDPOINT_ARG` (`--endpoint-url=URL`, one word, so bash and zsh expand it alike). For a
+deployed stack it is unset and expands to nothing.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+EXPORT_MARKER = "# the local stack: paste these lines, or eval them (bash, zsh)"
+EXPORT_END = "# end of exports"
+LOCAL_CREDENTIAL = "local"  # moto accepts any credentials
+
+
+def exports(state: Mapping[str, Any], openai_url: str) -> dict[str, str]:
+    outputs: Mapping[str, str] = state["outputs"]
+    endpoint = str(state["aws_endpoint"])
+    return {
+        "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIAL,
+        "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIAL,
+        "AWS_DEFAULT_REGION": str(state["region"]),
+        "AWS_ENDPOINT_URL": endpoint,
+        "ENDPOINT_ARG": f"--endpoint-url={endpoint}",
+        "QUEUE_URL": outputs["CancelQueueUrl"],
+        "QUEUE_ARN": outputs["CancelQueueArn"],
+        "DLQ_URL": outputs["DeadLetterQueueUrl"],
+        "TABLE": outputs["BatchesTableName"],
+        "BUS": outputs["EventBusName"],
+        "FUNCTION": outputs.get("FunctionName", ""),
+        "OPENAI_EMULATOR_URL": openai_url,
+    }
+
+
+def export_block(variables: Mapping[str, str]) -> str:
+    lines = [EXPORT_MARKER]
+    lines += [f"export {name}={shlex.quote(value)}" for name, value in variables.items()]
+    lines.append(EXPORT_END)
+    return "\n".join(lines)
+
+
+def commands(seeded: Sequence[str]) -> list[str]:
+    """Commands to try; each runs verbatim once the exports are set."""
+    first, second = seeded[0], seeded[1]
+    detail = '{\\"batch_id\\": \\"' + second + '\\"}'
+    return [
+        f'aws $ENDPOINT_ARG sqs send-message --queue-url "$QUEUE_URL" --message-body {first}',
+        f'aws $ENDPOINT_ARG events put-events --entries \'[{{"EventBusName": "\'"$BUS"\'",'
+        f' "Source": "com.example.ops", "DetailType": "Batch Cancel Requested",'
+        f' "Detail": "{detail}"}}]\'',
+        f".venv/bin/batch-canceller --local status {first} {second}",
+        ".venv/bin/batch-canceller --local sweep --older-than 20h --metadata project=evals --dry-run",
+        'aws $ENDPOINT_ARG sqs receive-message --queue-url "$DLQ_URL" --message-attribute-names All'
+        " --max-number-of-messages 10 --visibility-timeout 0",
+        'curl -s -X POST "$OPENAI_EMULATOR_URL/_emulator/seed" -d \'{"count": 5}\'',
+    ]
+
+
+def banner(
+    variables: Mapping[str, str], seeded: Sequence[str], state_file: str, aws_port_variable: str
+) -> str:
+    try_lines = "\n".join(f"  {command}" for command in commands(seeded))
+    return f"""{export_block(variables)}
+
+local stack running; state in {state_file}, function logs in .local-stack/function.log. Ctrl-C (or SIGTERM) stops it.
+  AWS (moto)        {variables["AWS_ENDPOINT_URL"]}   moves with {aws_port_variable}
+  OpenAI emulator   {variables["OPENAI_EMULATOR_URL"]}/v1   control routes under /_emulator/
+  queue             {variables["QUEUE_URL"]}
+  table             {variables["TABLE"]}
+  bus               {variables["BUS"]}
+  seeded batches    {" ".join(seeded)}
+
+in another shell, after the exports above (or: source .local-stack/env.sh), try:
+{try_lines}
+"""
+
+
+def read_exports(text: str) -> dict[str, str]:
+    """The export block of `text` (what `make local` printed), as names and values."""
+    lines = text.splitlines()
+    start = lines.index(EXPORT_MARKER) + 1
+    end = lines.index(EXPORT_END, start)
+    variables: dict[str, str] = {}
+    for line in lines[start:end]:
+        words = shlex.split(line)
+        name, _, value = words[1].partition("=")
+        variables[name] = value
+    return variables
