@@ -19,6 +19,8 @@ from batch_canceller.store import BatchStore
 from infra.local_stack.lambda_context import LocalLambdaContext
 from infra.local_stack.sqs_event_source import SqsEventSource
 
+# The detail of a batch outcome event (README, Events).
+OUTCOME_DETAIL_KEYS = {"batch_id", "status", "batch", "reason", "requested_by", "publication_id"}
 API_KEY = "sk-test-" + "k3y" * 12  # long and distinctive, so the secret scan cannot miss it
 ROTATED_API_KEY = "sk-rotated-" + "r0t" * 12
 # Every key the tests use: none may ever show up in logs, records, events or errors.

@@ -5,7 +5,14 @@ from __future__ import annotations
 import json
 
 from infra.openai_emulator import Fault, OpenAIEmulator
-from tests.support import ROTATED_API_KEY, Stack, context, failed_ids, sqs_event
+from tests.support import (
+    OUTCOME_DETAIL_KEYS,
+    ROTATED_API_KEY,
+    Stack,
+    context,
+    failed_ids,
+    sqs_event,
+)
 
 
 def test_cancelling_answer_is_stored_and_followed_until_cancelled_with_one_event(
@@ -34,14 +41,7 @@ def test_cancelling_answer_is_stored_and_followed_until_cancelled_with_one_event
     assert detail["status"] == "cancelled"
     assert detail["batch"]["id"] == batch["id"]
     assert detail["batch"]["status"] == "cancelled"
-    assert set(detail) == {
-        "batch_id",
-        "status",
-        "batch",
-        "reason",
-        "requested_by",
-        "publication_id",
-    }
+    assert set(detail) == OUTCOME_DETAIL_KEYS
 
 
 def test_status_check_is_a_delayed_message_on_the_queue(

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from infra.openai_emulator import OpenAIEmulator
-from tests.support import API_KEY, Stack, context, sqs_event
+from tests.support import API_KEY, OUTCOME_DETAIL_KEYS, Stack, context, sqs_event
 
 
 @pytest.fixture
@@ -41,14 +41,7 @@ def test_batch_still_cancelling_after_the_timeout_is_announced_stalled_once(
     stalled = stack.events_of("Batch Cancel Stalled", batch["id"])
     assert len(stalled) == 1
     assert stalled[0]["detail"]["status"] == "cancelling"
-    assert set(stalled[0]["detail"]) == {
-        "batch_id",
-        "status",
-        "batch",
-        "reason",
-        "requested_by",
-        "publication_id",
-    }
+    assert set(stalled[0]["detail"]) == OUTCOME_DETAIL_KEYS
     assert stack.events_of("Batch Cancelled") == []
 
 
