@@ -6,6 +6,7 @@ what to do next comes out. The writes and PutEvents around it are in `announcing
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from enum import Enum
 
@@ -14,6 +15,10 @@ from enum import Enum
 RECEIPT_GRACE_SECONDS = 60
 # PutEvents attempts for an entry the bus refused (an ErrorCode): it was not published.
 PUT_ATTEMPTS = 3
+# SQS message IDs and EventBridge event IDs are 36 characters; a token names a longer one by
+# its hash, so that every token fits a receipt's `publication_id`
+# (commands.MAX_PUBLICATION_ID).
+MAX_MESSAGE_ID_IN_TOKEN = 100
 
 
 @dataclass(frozen=True)
@@ -25,7 +30,14 @@ class Delivery:
 
     @property
     def token(self) -> str:
-        return f"{self.message_id}/{self.nonce}"
+        """`<message id>/<nonce>`; a message ID that is long or not printable ASCII (only a
+        direct invoke can send one) by a stable hash of it. Batch item failures and dead
+        letters name the message by `message_id` as given."""
+        name = self.message_id
+        if len(name) > MAX_MESSAGE_ID_IN_TOKEN or not (name.isascii() and name.isprintable()):
+            digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+            name = "id-sha256-" + digest
+        return f"{name}/{self.nonce}"
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,6 @@ from batch_canceller.inbound import (
     from_direct,
     from_eventbridge,
     from_sqs,
-    message_id_of,
     source_of,
 )
 from batch_canceller.observability import Tally, logger
@@ -107,8 +106,6 @@ class Application:
                     unconfirmed[message.message_id] = RECEIPT_RETRY_SECONDS
             self._postpone(messages, unconfirmed)
         items: list[WorkItem] = []
-        # Failures are reported under the message's own ID, whatever its token says.
-        message_of: dict[Delivery, str] = {}
         for message in messages:
             try:
                 accepted, _ = self._accept(message, deadline)
@@ -119,14 +116,13 @@ class Application:
                 )
                 failed.add(message.message_id)
                 continue
-            delivery = Delivery(message_id_of(message.message_id), nonce)
-            message_of[delivery] = message.message_id
+            delivery = Delivery(message.message_id, nonce)
             items.extend(WorkItem(work, delivery) for work in accepted)
         results = self.processor.run(items, deadline)
         unfinished: dict[str, list[WorkResult]] = {}
         for result in results:
             if result.failed:
-                unfinished.setdefault(message_of[result.delivery], []).append(result)
+                unfinished.setdefault(result.delivery.message_id, []).append(result)
         for message_id, left in unfinished.items():
             if all(result.outcome == "deferred" for result in left) and self._requeued(left):
                 continue  # the part not started goes on as a message of its own
@@ -203,7 +199,7 @@ class Application:
             return {"status": "rejected", "error": message.error}
         if not works:
             return {"status": "done", **side}
-        delivery = Delivery(message_id_of(message.message_id), self.new_nonce())
+        delivery = Delivery(message.message_id, self.new_nonce())
         results = self.processor.run([WorkItem(work, delivery) for work in works], deadline)
         self._log_outcomes(results)
         unfinished = [result for result in results if result.failed]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -23,8 +22,6 @@ from batch_canceller.input_fields import parse_time, preview
 from batch_canceller.observability import logger
 
 Source = Literal["sqs", "eventbridge", "direct"]
-# SQS message IDs and EventBridge event IDs are 36 characters.
-MAX_MESSAGE_ID = 100
 
 
 @dataclass(frozen=True)
@@ -92,18 +89,6 @@ def from_eventbridge(event: Mapping[str, Any]) -> InboundMessage:
         event_id, "eventbridge", raw, lambda: parse_payload(event.get("detail"), "detail"), "detail"
     )
     return replace(_external_only(parsed), sent_at=_from_iso(event.get("time")))
-
-
-def message_id_of(value: object) -> str:
-    """A message's ID as a claim token names it: as given when it is short printable ASCII, as
-    SQS's and EventBridge's are; else a stable hash of it, so that a long or odd ID (only a
-    direct invoke can send one) still makes a token the receipt can carry back (its
-    `publication_id` holds at most commands.MAX_PUBLICATION_ID characters). Batch item
-    failures and dead letters keep the ID as given."""
-    text = str(value)
-    if len(text) <= MAX_MESSAGE_ID and text.isascii() and text.isprintable():
-        return text
-    return "id-sha256-" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:40]
 
 
 def from_direct(event: object, request_id: str) -> InboundMessage:
