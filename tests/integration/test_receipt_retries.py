@@ -16,14 +16,27 @@ found by an adversarial review of the exactly-once work and failed before its fi
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
 from infra.fault_proxy import FaultProxy, Rule
 from infra.openai_emulator import OpenAIEmulator
-from tests.support import Crash, DyingSession, LocalAws, client, context, later, sqs_event
+from tests.support import Crash, DyingSession, LocalAws, Stack, client, context, later, sqs_event
 
 VISIBILITY_TIMEOUT = 1020  # template.yaml's CancelQueue
+
+
+def publisher_dies_after_publishing(
+    stack: Stack, emulator: OpenAIEmulator, message: dict[str, Any], batch_id: str
+) -> None:
+    """The publisher of `message` dies between the accepted PutEvents and the mark: the event
+    is out, its receipt on the queue, the record still owes it."""
+    with pytest.raises(Crash):
+        stack.app(emulator.base_url, session=DyingSession(published=True)).handle(
+            message, context()
+        )
+    assert len(stack.events_of("Batch Cancelled", batch_id)) == 1
 
 
 def test_a_receipt_that_arrived_in_time_prevents_the_second_publication(
@@ -34,11 +47,7 @@ def test_a_receipt_that_arrived_in_time_prevents_the_second_publication(
     m1 = sqs_event(batch["id"])
 
     # t0: the publisher dies between the accepted PutEvents and the mark.
-    with pytest.raises(Crash):
-        stack.app(instant_emulator.base_url, session=DyingSession(published=True)).handle(
-            m1, context()
-        )
-    assert len(stack.events_of("Batch Cancelled", batch["id"])) == 1
+    publisher_dies_after_publishing(stack, instant_emulator, m1, batch["id"])
 
     # t0+~1 s: its receipt is received while DynamoDB blips (every SDK attempt fails).
     proxy.add_rule(Rule(operation="DynamoDB.BatchGetItem", action="http_error", times=None))
@@ -74,11 +83,7 @@ def test_a_receipt_survives_a_dynamodb_blip_shorter_than_the_grace(
     batch = instant_emulator.seed(status="in_progress")
     m1 = sqs_event(batch["id"])
     started = time.monotonic()
-    with pytest.raises(Crash):
-        stack.app(instant_emulator.base_url, session=DyingSession(published=True)).handle(
-            m1, context()
-        )
-    assert len(stack.events_of("Batch Cancelled", batch["id"])) == 1
+    publisher_dies_after_publishing(stack, instant_emulator, m1, batch["id"])
 
     # DynamoDB's BatchGetItem fails for ~12 s; Lambda keeps handing the receipt over.
     proxy.add_rule(Rule(operation="DynamoDB.BatchGetItem", action="http_error", times=None))
