@@ -4,17 +4,15 @@ sweep schedule's failed deliveries are alarmed, and ARNs come from the template.
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from batch_canceller.commands import CANCEL_REQUESTED, RECEIPTED_DETAIL_TYPES
 from infra.sam.template import ROOT, load_template, properties, resources_of_type
+from tests.template.metric_names import emitted_metric_names
 
 FUNCTION = "BatchCancellerFunction"
-PACKAGE = ROOT / "functions" / "batch_canceller"
 
 
 def ref(name: str) -> dict[str, str]:
@@ -117,25 +115,6 @@ def test_receipts_and_cancel_requests_do_not_overlap(template: dict[str, Any]) -
 
 
 # -- alarms on the function's own failure metrics -------------------------------------------------
-
-
-def emitted_metric_names(package: Path = PACKAGE) -> set[str]:
-    """The names the code counts with `<tally>.count("Name", ...)`, plus the per-outcome
-    counts `announcing` makes from each detail-type (`detail_type.replace(" ", "")`)."""
-    names: set[str] = set()
-    for path in sorted(package.glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "count"
-                and node.args
-                and isinstance(node.args[0], ast.Constant)
-                and isinstance(node.args[0].value, str)
-            ):
-                names.add(node.args[0].value)
-    names |= {detail_type.replace(" ", "") for detail_type in RECEIPTED_DETAIL_TYPES}
-    return names
 
 
 def test_the_metric_scan_sees_the_functions_counts() -> None:
