@@ -89,3 +89,17 @@ def test_every_bench_section_produces_numbers_and_tables(
     saved = json.loads(results_path.read_text())
     assert set(saved["sections"]) == set(SECTIONS)
     assert len(saved["goals"]) == 4
+
+
+@pytest.mark.timeout(120)
+def test_the_cpu_per_id_section_runs_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `--only cpu_per_id`: not in the default sections, its rows and two goals all numbers.
+    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
+    (section,) = run_bench(SMOKE, ["cpu_per_id"], tmp_path / "results.json", io.StringIO())
+    assert section.error is None, section.error
+    data = section.data
+    keys = ("as_run_ms", "steps_sum_ms", "steps_in_sequence_ms", "bare_ms")
+    assert all(_positive(data[key]) for key in keys)
+    assert len(section.goals) == 2
+    assert all(_positive(goal.measured) for goal in section.goals)
+    assert "cpu_per_id" not in SECTIONS
