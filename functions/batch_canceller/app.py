@@ -15,10 +15,10 @@ from batch_canceller.announce_protocol import Delivery
 from batch_canceller.aws_deadline import invocation_deadline
 from batch_canceller.commands import (
     CancelCommand,
+    InternalWork,
     InvalidInput,
     PublicationReceipt,
     ReconcileRequest,
-    StatusCheck,
     SweepRequest,
 )
 from batch_canceller.deadline import Deadline
@@ -220,7 +220,7 @@ class Application:
             self._dead_letter(message)
             return [], {}
         request = message.request
-        if isinstance(request, StatusCheck):
+        if isinstance(request, InternalWork):
             return [request], {}
         if isinstance(request, PublicationReceipt):
             if self._own_receipt(message) is None:

@@ -3,7 +3,6 @@ message names the field at fault (`batch_ids[3]`, `check.attempt`, `detail.batch
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +15,7 @@ from batch_canceller.input_fields import (
     parse_time,
     preview,
     quoted,
+    validate_batch_id,
 )
 from batch_canceller.statuses import DetailType
 from batch_canceller.strict_json import load_json
@@ -25,22 +25,24 @@ from batch_canceller.sweep_policy import (
     SweepRequest,
     parse_sweep,
 )
+from batch_canceller.webhook_notice import WebhookNotice, parse_webhook_notice
 
 __all__ = [
     "MAX_SWEEP_CANCELS",
     "NON_TERMINAL_STATUSES",
     "CancelCommand",
+    "InternalWork",
     "InvalidInput",
     "PublicationReceipt",
     "Request",
     "StatusCheck",
     "SweepRequest",
+    "WebhookNotice",
     "parse_message_body",
     "parse_payload",
     "validate_batch_id",
 ]
 
-BATCH_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 MAX_BATCH_IDS = 1000
 MAX_BODY_BYTES = 512 * 1024
 MAX_TEXT_FIELD = 1024
@@ -118,7 +120,17 @@ class ReconcileRequest:
     max_records: int = 1000
 
 
-Request = CancelCommand | StatusCheck | SweepRequest | PublicationReceipt | ReconcileRequest
+Request = (
+    CancelCommand
+    | StatusCheck
+    | WebhookNotice
+    | SweepRequest
+    | PublicationReceipt
+    | ReconcileRequest
+)
+# Per-batch work the function's own queue carries (a check it sent, a notice its receiver sent):
+# each becomes one work item as it is.
+InternalWork = StatusCheck | WebhookNotice
 
 
 def parse_message_body(body: str) -> Request:
@@ -144,22 +156,13 @@ def parse_payload(payload: object, path: str = "") -> Request:
     fields = Fields(payload, path)
     if fields.has("check"):
         return _parse_check(fields)
+    if fields.has("webhook"):
+        return parse_webhook_notice(fields)
     if fields.has("sweep"):
         return parse_sweep(fields)
     if fields.has("reconcile"):
         return _parse_reconcile(fields)
     return _parse_command(fields)
-
-
-def validate_batch_id(value: object, path: str = "batch_id") -> str:
-    if not isinstance(value, str):
-        raise InvalidInput(f"{quoted(path)}: a batch ID must be a string, got {json_type(value)}")
-    if not BATCH_ID_PATTERN.fullmatch(value):
-        raise InvalidInput(
-            f"{quoted(path)}: invalid batch ID {preview(value)}:"
-            " expected 1-256 characters of A-Z a-z 0-9 _ -"
-        )
-    return value
 
 
 def _parse_event(envelope: Fields) -> Request:
@@ -169,10 +172,10 @@ def _parse_event(envelope: Fields) -> Request:
     detail_type = envelope.text("detail-type", MAX_SOURCE, required=True)
     if detail_type == CANCEL_REQUESTED:
         detail = envelope.object("detail")
-        if detail.has("check") or detail.has("reconcile"):
+        if detail.has("check") or detail.has("reconcile") or detail.has("webhook"):
             raise InvalidInput(
                 f"{quoted(detail.path)} of {CANCEL_REQUESTED!r} must be a command or sweep;"
-                " a status check or a reconcile is internal"
+                " a status check, a webhook notice or a reconcile is internal"
             )
         return parse_payload(detail.value, detail.path)
     if detail_type not in RECEIPTED_DETAIL_TYPES:

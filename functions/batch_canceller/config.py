@@ -40,6 +40,8 @@ class Settings:
     api_style: ApiStyle = "openai"
     azure_api_version: str | None = None
     receipt_grace_seconds: int = 60
+    webhooks_enabled: bool = False
+    webhook_first_check_delay_seconds: int = 600
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -66,6 +68,11 @@ class Settings:
             api_style=_api_style(reader.optional("OPENAI_API_STYLE") or "openai"),
             azure_api_version=reader.optional("AZURE_OPENAI_API_VERSION"),
             receipt_grace_seconds=reader.integer("RECEIPT_GRACE_SECONDS", 60, 0, 3600),
+            webhooks_enabled=reader.boolean("WEBHOOKS_ENABLED", False),
+            # One SQS delay (900 s at most), not a chain of them.
+            webhook_first_check_delay_seconds=reader.integer(
+                "WEBHOOK_FIRST_CHECK_DELAY_SECONDS", 600, 0, 900
+            ),
         )
         if settings.scheduler_role_arn is not None and settings.cancel_queue_arn is None:
             # A one-time schedule targets the queue by ARN, which only the template knows.
@@ -74,7 +81,21 @@ class Settings:
             raise ConfigurationError(
                 "POLL_MAX_DELAY_SECONDS must not be below POLL_INITIAL_DELAY_SECONDS"
             )
+        if (
+            settings.webhooks_enabled
+            and settings.webhook_first_check_delay_seconds > settings.poll_max_delay_seconds
+        ):
+            # The reconciler takes a chain with no step for twice the maximum delay for lost.
+            raise ConfigurationError(
+                "WEBHOOK_FIRST_CHECK_DELAY_SECONDS must not be above POLL_MAX_DELAY_SECONDS"
+            )
         return settings
+
+    @property
+    def first_check_delay_seconds(self) -> int | None:
+        """The first status check's wait when webhooks end batches (polling is the safety net);
+        None: the doubling from POLL_INITIAL_DELAY_SECONDS, as without webhooks."""
+        return self.webhook_first_check_delay_seconds if self.webhooks_enabled else None
 
 
 class _EnvReader:
@@ -96,6 +117,14 @@ class _EnvReader:
         if value is not None and urlsplit(value).scheme not in ("http", "https"):
             raise ConfigurationError(f"{name} must be an http(s) URL")
         return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        if raw.lower() not in ("true", "false"):
+            raise ConfigurationError(f"{name} must be 'true' or 'false', got {raw!r}")
+        return raw.lower() == "true"
 
     def integer(self, name: str, default: int, low: int, high: int) -> int:
         raw = self.optional(name)

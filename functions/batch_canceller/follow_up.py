@@ -19,6 +19,9 @@ class PollSettings:
     initial_delay_seconds: int
     max_delay_seconds: int
     timeout_seconds: int
+    # With webhooks (WEBHOOK_FIRST_CHECK_DELAY_SECONDS): the first check waits this long, as a
+    # webhook usually ends the batch before it; the later ones double as without.
+    first_delay_seconds: int | None = None
 
     def delay_before(self, attempt: int, since: datetime, now: datetime) -> int:
         """Wait before check `attempt`: doubling from the initial delay, capped, and never past
@@ -26,6 +29,8 @@ class PollSettings:
         # With an initial delay of 0 the first check is immediate and later ones still grow.
         base = self.initial_delay_seconds if attempt == 1 else max(1, self.initial_delay_seconds)
         growing = min(self.max_delay_seconds, base * 2 ** min(attempt - 1, 32))
+        if attempt == 1 and self.first_delay_seconds is not None:
+            growing = self.first_delay_seconds
         left = self.timeout_seconds - (now - since).total_seconds()
         return int(max(0, min(growing, math.ceil(left))))
 

@@ -15,6 +15,7 @@ from batch_canceller.commands import (
     PublicationReceipt,
     Request,
     StatusCheck,
+    WebhookNotice,
     parse_message_body,
     parse_payload,
 )
@@ -123,12 +124,15 @@ def parse_guarded(
 
 
 def _external_only(message: InboundMessage) -> InboundMessage:
-    """Status checks and receipts are the function's own messages and come only through its
-    queue: from the `Batch Cancel Requested` rule or a direct invoke, anyone allowed to put an
-    event or invoke could forge one (a receipt marks an event announced)."""
-    kind = {StatusCheck: "a status check", PublicationReceipt: "a receipt"}.get(
-        type(message.request)
-    )
+    """Status checks, webhook notices and receipts are the function's own messages and come
+    only through its queue: from the `Batch Cancel Requested` rule or a direct invoke, anyone
+    allowed to put an event or invoke could forge one (a receipt marks an event announced)."""
+    kinds: dict[type, str] = {
+        StatusCheck: "a status check",
+        WebhookNotice: "a webhook notice",
+        PublicationReceipt: "a receipt",
+    }
+    kind = kinds.get(type(message.request))
     if kind is None:
         return message
     return replace(

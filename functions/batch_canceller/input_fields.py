@@ -16,6 +16,7 @@ EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_TIME = datetime(9000, 1, 1, tzinfo=UTC)
 MAX_TIME_CHARS = 64
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
+BATCH_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _ABSENT = object()
 
 
@@ -171,6 +172,17 @@ class Fields:
         if value is None and not null_is_absent:
             raise InvalidInput(f"{quoted(self.name(key))} must not be null")
         return value
+
+
+def validate_batch_id(value: object, path: str = "batch_id") -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{quoted(path)}: a batch ID must be a string, got {json_type(value)}")
+    if not BATCH_ID_PATTERN.fullmatch(value):
+        raise InvalidInput(
+            f"{quoted(path)}: invalid batch ID {preview(value)}:"
+            " expected 1-256 characters of A-Z a-z 0-9 _ -"
+        )
+    return value
 
 
 def text_value(value: object, path: str, max_chars: int, *, empty: bool = True) -> str:

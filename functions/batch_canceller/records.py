@@ -3,8 +3,9 @@
 Bookkeeping (docs/exactly-once.md): the event ledger (`pending_events`, `announced_events`, one
 `claim <detail type>` per owed event); the status-check chain following a batch after a cancel
 until it is terminal (`watch_id`, `watch_since`, `poll_attempt`, `poll_step`, `poll_advanced_at`,
-and `stalled_watch`: the watch whose stall the ledger's stall entry is about); and
-`follow_through`, present while the record is followed or owes an event (the reconciler's index).
+and `stalled_watch`: the watch whose stall the ledger's stall entry is about);
+`follow_through`, present while the record is followed or owes an event (the reconciler's index);
+`webhook_events` and `ended_by`, what webhook notices did to it (`webhook_notice`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ class BatchRecord:
     stalled_watch: str | None = None
     follow_through: bool = False
     claims: Mapping[str, Claim] = field(default_factory=dict)
+    # The webhook events (`evt_...`) whose notice refreshed this record, and "webhook" when
+    # one of those refreshes was the write that made the batch terminal.
+    webhook_events: frozenset[str] = frozenset()
+    ended_by: str | None = None
 
     @classmethod
     def from_attributes(cls, attributes: dict[str, Any]) -> BatchRecord:
@@ -68,6 +73,8 @@ class BatchRecord:
                 for key, value in item.items()
                 if key.startswith(CLAIM_PREFIX) and isinstance(value, dict)
             },
+            webhook_events=frozenset(item.get("webhook_events", ())),
+            ended_by=item.get("ended_by"),
         )
 
     def ledger(self, detail_type: str) -> Ledger:

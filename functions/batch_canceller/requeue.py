@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from batch_canceller.commands import MAX_BATCH_IDS, StatusCheck
+from batch_canceller.commands import MAX_BATCH_IDS, InternalWork
 from batch_canceller.queue import OutgoingMessage, command_messages
 from batch_canceller.work import WorkResult
 
@@ -15,14 +15,14 @@ MAX_DELAY_SECONDS = 900
 
 
 def requeue_messages(unfinished: Sequence[WorkResult]) -> list[OutgoingMessage]:
-    """One message per status check; cancels grouped by reason, requester and delay, at most
+    """One message per status check or webhook notice; cancels grouped by reason, requester and delay, at most
     MAX_BATCH_IDS a message. Work that must wait (another delivery's claim) is delayed until
     the wait is over."""
     messages: list[OutgoingMessage] = []
     commands: dict[tuple[str | None, str | None, int], list[str]] = {}
     for result in unfinished:
         work, delay = result.work, delay_seconds(result.retry_after)
-        if isinstance(work, StatusCheck):
+        if isinstance(work, InternalWork):
             messages.append(OutgoingMessage(work.to_message(), delay))
         else:
             commands.setdefault((work.reason, work.requested_by, delay), []).append(work.batch_id)

@@ -116,6 +116,7 @@ def build_application(
         settings.poll_initial_delay_seconds,
         settings.poll_max_delay_seconds,
         settings.poll_timeout_seconds,
+        settings.first_check_delay_seconds,
     )
     workers = executor or ThreadPoolExecutor(
         max_workers=settings.max_in_flight, thread_name_prefix="cancel"
@@ -123,7 +124,9 @@ def build_application(
     # Work on the pool's threads runs under the deadline of the invocation that submitted it.
     map_fn = carrying_deadline(workers.map)
     processor = CancelProcessor(
-        runner=WorkRunner(api, store, poll, tally, key_source.redact, clock),
+        runner=WorkRunner(
+            api, store, poll, tally, key_source.redact, clock, webhooks=settings.webhooks_enabled
+        ),
         store=store,
         announcer=Announcer(
             EventLedger(dynamodb, settings.batches_table_name, clock),

@@ -45,12 +45,14 @@ class BatchStore(ItemTable):
         requested_by: str | None = None,
         claim: Claim | None = None,
         watch: Watch | None = None,
+        webhook_event: str | None = None,
     ) -> SaveResult:
         """Store the API's Batch object unless the item already holds the same or a later state.
         The first terminal status owes its event and claims it for `claim`; `watch` (with a
         non-terminal answer: `cancelling`, or a gateway's `in_progress` before the cancel took
         effect) starts a status-check chain in the same write, unless one already follows the
-        batch (then that one goes on)."""
+        batch (then that one goes on). `webhook_event`: the write refreshes the batch for that
+        webhook event, recorded so that a replay of it makes no second GET or write."""
         status = str(batch["status"])
         new_rank = rank(status)
         sets = ["#status = :status", "status_rank = :rank", "#batch = :batch", "updated_at = :now"]
@@ -77,17 +79,26 @@ class BatchStore(ItemTable):
             values[":open"] = OPEN
         names = {"#status": "status", "#batch": "batch"}
         announcement = announcement_for(status)
-        adds = ""
+        adds = []
         if announcement is not None:
             # Only the first terminal write passes the condition, so this is the transition.
-            adds = " ADD pending_events :announce"
+            adds.append("pending_events :announce")
             values[":announce"] = {"SS": [announcement.value]}
             sets.append(FOLLOW_THROUGH)
             values[":open"] = OPEN
             set_claim(sets, values, names, announcement.value, claim)
+        if webhook_event is not None:
+            adds.append("webhook_events :webhook")
+            values[":webhook"] = {"SS": [webhook_event]}
+            if announcement is not None:
+                sets.append("ended_by = :ended_by")
+                values[":ended_by"] = {"S": "webhook"}
         return self._update(
             batch_id,
-            "SET " + ", ".join(sets) + " REMOVE last_error" + adds,
+            "SET "
+            + ", ".join(sets)
+            + " REMOVE last_error"
+            + (" ADD " + ", ".join(adds) if adds else ""),
             values,
             condition=(
                 "attribute_not_exists(status_rank) OR status_rank < :rank"

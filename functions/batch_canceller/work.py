@@ -1,18 +1,18 @@
-"""One work item: a batch ID to cancel, or a status check of a batch not yet terminal after its
-cancel. The API call and the conditional write for it, ending in a result that says what the
-record now owes."""
+"""One work item: a batch ID to cancel, a status check of a batch not yet terminal after its
+cancel, or a webhook notice. The API call and the conditional write for it, ending in a result
+that says what the record now owes."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from batch_canceller.announce_protocol import Claim, Delivery
+from batch_canceller.announce_protocol import Claim
 from batch_canceller.commands import StatusCheck
 from batch_canceller.config import ConfigurationError
 from batch_canceller.deadline import Deadline
@@ -24,50 +24,14 @@ from batch_canceller.openai_api import (
     OutOfTime,
     TransientApiError,
 )
-from batch_canceller.records import BatchRecord, Watch, iso
+from batch_canceller.records import Watch, iso
 from batch_canceller.redaction import redact_all
 from batch_canceller.statuses import is_terminal
 from batch_canceller.store import BatchStore
+from batch_canceller.webhook_notice import NoticeStep, WebhookNotice, classify_notice
+from batch_canceller.work_items import BatchApi, CancelWork, Work, WorkItem, WorkResult
 
-
-@dataclass(frozen=True)
-class CancelWork:
-    batch_id: str
-    reason: str | None = None
-    requested_by: str | None = None
-
-
-Work = CancelWork | StatusCheck
-
-
-@dataclass(frozen=True)
-class WorkItem:
-    work: Work
-    delivery: Delivery
-
-
-@dataclass(frozen=True)
-class WorkResult:
-    work: Work
-    delivery: Delivery
-    outcome: str
-    failure: str | None = None
-    record: BatchRecord | None = None
-    # The events this work's own write made owed and claimed for its delivery.
-    claimed: frozenset[str] = frozenset()
-    next_check: StatusCheck | None = None
-    # When the work should come back, if not after the queue's visibility timeout.
-    retry_after: float | None = None
-
-    @property
-    def failed(self) -> bool:
-        return self.failure is not None
-
-
-class BatchApi(Protocol):
-    def cancel_batch(self, batch_id: str, deadline: Deadline) -> ApiResponse: ...
-
-    def retrieve_batch(self, batch_id: str, deadline: Deadline) -> ApiResponse: ...
+__all__ = ["BatchApi", "CancelWork", "Work", "WorkItem", "WorkResult", "WorkRunner"]
 
 
 class WorkRunner:
@@ -79,6 +43,8 @@ class WorkRunner:
         tally: Tally,
         redact: Callable[[str], str],
         clock: Callable[[], datetime],
+        *,
+        webhooks: bool = False,
     ) -> None:
         self._api = api
         self._store = store
@@ -86,6 +52,9 @@ class WorkRunner:
         self._tally = tally
         self._redact = redact
         self._clock = clock
+        # With webhooks a check often arrives after a notice ended the batch: it reads the
+        # record first (one GetItem) rather than the API. Without, checks are as before.
+        self._read_before_check = webhooks
 
     def run(self, item: WorkItem, deadline: Deadline, lease: float) -> WorkResult:
         """Never raises for an expected failure: the result says what went wrong. A transition
@@ -98,6 +67,9 @@ class WorkRunner:
             if isinstance(work, CancelWork):
                 self._tally.count("CancelRequests")
                 return self._cancel(item, work, claim, deadline)
+            if isinstance(work, WebhookNotice):
+                self._tally.count("WebhookNotices")
+                return self._notice(item, work, claim, deadline)
             self._tally.count("StatusChecks")
             return self._check(item, work, claim, deadline)
         except OutOfTime as exc:
@@ -169,9 +141,54 @@ class WorkRunner:
         result = WorkResult(work, item.delivery, str(record.status), None, record, saved.claimed)
         return replace(result, next_check=next_check)
 
+    def _notice(
+        self, item: WorkItem, work: WebhookNotice, claim: Claim, deadline: Deadline
+    ) -> WorkResult:
+        """A trigger to look now: the record decides whether to (`classify_notice`); the look
+        is a status check's, stored by the same write, so the announce protocol publishes a
+        transition it makes once. The chain is left alone: a terminal write ends it, and a
+        batch still short of terminal keeps being polled (the safety net)."""
+        known = self._store.get(work.batch_id)
+        step = classify_notice(known, work)
+        log = {"batch_id": work.batch_id, "event_id": work.event_id, "type": work.type}
+        if step is NoticeStep.UNKNOWN:
+            self._tally.count("WebhooksForUnknownBatches")
+            logger.info("webhook for a batch with no record", extra=log)
+            return WorkResult(work, item.delivery, "webhook_unknown_batch")
+        if step is NoticeStep.KNOWN:
+            # Its event is announced, or owed under a claim: the record, carried on, lets the
+            # announce phase finish what is owed, as for any message that finds it.
+            self._tally.count("WebhooksAlreadyKnown")
+            return WorkResult(work, item.delivery, "webhook_already_known", None, known)
+        answer = self._api.retrieve_batch(work.batch_id, deadline)
+        if not answer.ok:
+            if answer.status in (401, 403):
+                return self._api_error(item, answer, claim)
+            # A failed look is no news (as for a check): nothing stored, the chain goes on.
+            logger.warning("webhook lookup failed", extra={**log, "http_status": answer.status})
+            return WorkResult(work, item.delivery, "webhook_lookup_failed")
+        batch = redact_all(_batch_object(answer, work.batch_id), self._redact)
+        saved = self._store.save_batch(
+            work.batch_id, batch, claim=claim, webhook_event=work.event_id
+        )
+        record = saved.record
+        if not is_terminal(record.status):
+            # OpenAI's webhook ran ahead of its own GET: the chain's next check sees the end.
+            self._tally.count("WebhooksNotTerminalYet")
+        return WorkResult(
+            work, item.delivery, record.status or "unknown", None, record, saved.claimed
+        )
+
     def _check(
         self, item: WorkItem, work: StatusCheck, claim: Claim, deadline: Deadline
     ) -> WorkResult:
+        if self._read_before_check:
+            known = self._store.get(work.batch_id)
+            if known is not None and is_terminal(known.status):
+                # Superseded by whatever ended the batch (a webhook's notice, usually): no GET.
+                # The record still goes to the announce phase, for anything it owes.
+                self._tally.count("StatusChecksSuperseded")
+                return WorkResult(work, item.delivery, "check_superseded", None, known)
         answer = self._api.retrieve_batch(work.batch_id, deadline)
         if answer.ok:
             batch = redact_all(_batch_object(answer, work.batch_id), self._redact)

@@ -181,6 +181,28 @@ SHAPES = (
         valid=frozenset({(("check", "step"), '""')}),  # a check from before steps had tokens
     ),
     Shape(
+        "webhook notice",
+        lambda: {
+            "webhook": {
+                "delivery_id": "msg_" + uuid.uuid4().hex,
+                "event_id": "evt_" + uuid.uuid4().hex,
+                "type": "batch.cancelled",
+                "batch_id": new_id(),
+                "created_at": 1733000000,
+            }
+        },
+        paths=(
+            ("webhook",),
+            ("webhook", "delivery_id"),
+            ("webhook", "event_id"),
+            ("webhook", "type"),
+            ("webhook", "batch_id"),
+            ("webhook", "created_at"),
+        ),
+        objects=((), ("webhook",)),
+        valid=frozenset({(("webhook", "created_at"), "0")}),  # the epoch is a time
+    ),
+    Shape(
         "receipt",
         lambda: envelope("Batch Cancelled", EVENT_SOURCE, {"batch_id": new_id(), "status": "x"}),
         paths=(

@@ -1,4 +1,4 @@
-"""Status checks and receipts are the function's own messages: accepted from its queue only,
+"""Status checks, webhook notices and receipts are the function's own messages: accepted from its queue only,
 never from the `Batch Cancel Requested` rule or a direct invoke (anyone allowed to put an
 event or invoke could otherwise forge one; a forged receipt marks an event announced)."""
 
@@ -17,6 +17,18 @@ from tests.support import EVENT_SOURCE, Stack, context, failed_ids, sqs_event
 def check_message(batch_id: str) -> dict[str, Any]:
     since = datetime.now(UTC).isoformat()
     return {"check": {"batch_id": batch_id, "watch_id": "w1", "attempt": 1, "since": since}}
+
+
+def webhook_notice(batch_id: str) -> dict[str, Any]:
+    return {
+        "webhook": {
+            "delivery_id": "msg_1",
+            "event_id": "evt_1",
+            "type": "batch.cancelled",
+            "batch_id": batch_id,
+            "created_at": 1733000000,
+        }
+    }
 
 
 def receipt_envelope(batch_id: str) -> dict[str, Any]:
@@ -70,14 +82,29 @@ def test_a_status_check_from_the_cancel_requested_rule_is_rejected_to_the_dlq(
     assert emulator.requests == []
 
 
+def test_a_webhook_notice_from_the_cancel_requested_rule_is_rejected_to_the_dlq(
+    stack: Stack, emulator: OpenAIEmulator
+) -> None:
+    batch = emulator.seed(status="in_progress")["id"]
+
+    stack.app(emulator.base_url).handle(cancel_requested(webhook_notice(batch)), context())
+
+    [(source, reason)] = reasons(stack)
+    assert source == "eventbridge"
+    assert "webhook notice" in reason
+    assert emulator.requests == []
+
+
 @pytest.mark.parametrize(
     ("kind", "payload"),
     [
         ("status check", check_message),
         ("status check", lambda b: json.dumps(check_message(b))),  # a string payload: a body
         ("receipt", lambda b: json.dumps(receipt_envelope(b))),
+        ("webhook notice", webhook_notice),
+        ("webhook notice", lambda b: json.dumps(webhook_notice(b))),
     ],
-    ids=["check object", "check as a body", "receipt as a body"],
+    ids=["check object", "check as a body", "receipt as a body", "notice", "notice as a body"],
 )
 def test_an_internal_message_by_direct_invoke_is_rejected(
     stack: Stack, emulator: OpenAIEmulator, kind: str, payload: Any

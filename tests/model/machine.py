@@ -90,6 +90,7 @@ class AnnounceModel(RuleBasedStateMachine):
         # (batch, watch, attempt) -> the token that won that step of the status-check chain.
         self.step_winners: dict[tuple[str, str, int], str] = {}
         self.chain_violations: list[str] = []
+        self.webhooks = False  # drawn by setup
         self.dynamodb: Any = boto3.client(
             "dynamodb",
             endpoint_url=self.moto_url,
@@ -109,8 +110,11 @@ class AnnounceModel(RuleBasedStateMachine):
         batches=st.sampled_from([1, 1, 2, 3]).flatmap(
             lambda n: st.lists(st.tuples(st.booleans(), st.booleans()), min_size=n, max_size=n)
         ),
+        # With webhooks a status check reads the record before its GET (WEBHOOKS_ENABLED).
+        webhooks=st.booleans(),
     )
-    def setup(self, visibility: int, batches: list[tuple[bool, bool]]) -> None:
+    def setup(self, visibility: int, batches: list[tuple[bool, bool]], webhooks: bool) -> None:
+        self.webhooks = webhooks
         # The template's visibility timeout outlasts every lease; a short one (safety must not
         # depend on it) lets messages come back while their first delivery still runs.
         self.queue.visibility_timeout = visibility
@@ -147,7 +151,7 @@ class AnnounceModel(RuleBasedStateMachine):
         )
         queue = QueueSender(sqs, QUEUE_URL)
         processor = CancelProcessor(
-            WorkRunner(api, store, POLL, tally, str, self.clock),
+            WorkRunner(api, store, POLL, tally, str, self.clock, webhooks=self.webhooks),
             store,
             announcer,
             queue,
@@ -241,6 +245,22 @@ class AnnounceModel(RuleBasedStateMachine):
         first, second = ids[batch % len(ids)], ids[(batch + 1) % len(ids)]
         body = {"bare": first, "list": json.dumps({"batch_ids": [first]})}.get(shape)
         self.queue.add(body or json.dumps({"batch_ids": sorted({first, second})}), "command")
+
+    @rule(batch=st.integers(0, 2), event=st.integers(0, 1))
+    def webhook_arrives(self, batch: int, event: int) -> None:
+        """The receiver's notice of an OpenAI webhook for a batch, at any time: the same
+        event again is a replay; the batch's GET, not the notice, says where it is."""
+        ids = sorted(self.api.batches)
+        batch_id = ids[batch % len(ids)]
+        notice = {
+            "delivery_id": f"msg_{batch_id}_{event}",
+            "event_id": f"evt_{batch_id}_{event}",
+            "type": "batch.cancelled",
+            "batch_id": batch_id,
+            "created_at": 1733000000,
+        }
+        self.counts["webhook notices"] += 1
+        self.queue.add(json.dumps({"webhook": notice}), "webhook")
 
     @precondition(lambda self: self.queue.visible() and len(self.running()) < MAX_RUNNING)
     @rule(picks=st.lists(st.integers(0, 30), min_size=1, max_size=3, unique=True))

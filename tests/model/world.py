@@ -57,7 +57,7 @@ class ModelContext:
 class Message:
     message_id: str
     body: str
-    kind: str  # command, check, receipt
+    kind: str  # command, check, receipt, webhook
     visible_at: float
     receives: int = 0
     handle: str = ""
@@ -163,6 +163,7 @@ class ModelQueue:
         for entry in Entries:
             body = entry["MessageBody"]
             kind = "check" if '"check"' in body[:12] else "command"
+            kind = "webhook" if '"webhook"' in body[:12] else kind
             self.add(body, kind, float(entry.get("DelaySeconds", 0)))
         return {"Successful": [{"Id": e["Id"]} for e in Entries], "Failed": []}
 

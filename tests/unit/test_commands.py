@@ -15,6 +15,7 @@ from batch_canceller.commands import (
     PublicationReceipt,
     StatusCheck,
     SweepRequest,
+    WebhookNotice,
     parse_message_body,
     parse_payload,
     validate_batch_id,
@@ -335,6 +336,53 @@ def test_malformed_status_check_is_rejected(change: dict[str, object], complaint
     check.update(change)
     with pytest.raises(InvalidInput, match=complaint):
         parse_payload({"check": check})
+
+
+def test_webhook_notice_round_trips_through_its_message() -> None:
+    notice = WebhookNotice("batch_a", "msg_1", "evt_1", "batch.expired", 1733000000)
+    assert parse_message_body(body(notice.to_message())) == notice
+
+
+@pytest.mark.parametrize(
+    ("change", "complaint"),
+    [
+        ({"type": "batch.created"}, "'webhook.type' must be one of"),
+        ({"type": None}, "'webhook.type' must not be null"),
+        ({"batch_id": "../files"}, "'webhook.batch_id': invalid batch ID"),
+        ({"delivery_id": ""}, "'webhook.delivery_id' must not be empty"),
+        ({"event_id": "e" * 257}, "'webhook.event_id' is longer than 256"),
+        ({"created_at": -1}, "'webhook.created_at' must be an integer"),
+        ({"created_at": 1.5}, "'webhook.created_at' must be an integer"),
+        ({"signature": "v1,x"}, "unknown field"),
+    ],
+)
+def test_malformed_webhook_notice_is_rejected_naming_the_field(
+    change: dict[str, object], complaint: str
+) -> None:
+    notice: dict[str, object] = {
+        "delivery_id": "msg_1",
+        "event_id": "evt_1",
+        "type": "batch.cancelled",
+        "batch_id": "batch_a",
+        "created_at": 1733000000,
+    }
+    notice.update(change)
+    with pytest.raises(InvalidInput, match=complaint):
+        parse_payload({"webhook": notice})
+
+
+@pytest.mark.parametrize("missing", ["delivery_id", "event_id", "type", "batch_id", "created_at"])
+def test_a_webhook_notice_without_a_field_is_rejected_naming_it(missing: str) -> None:
+    notice = WebhookNotice("batch_a", "msg_1", "evt_1", "batch.failed", 1).to_message()
+    del notice["webhook"][missing]
+    with pytest.raises(InvalidInput, match=f"'webhook.{missing}' is required"):
+        parse_payload(notice)
+
+
+def test_a_webhook_notice_beside_a_command_is_rejected() -> None:
+    notice = WebhookNotice("batch_a", "msg_1", "evt_1", "batch.failed", 1).to_message()
+    with pytest.raises(InvalidInput, match="batch_id"):
+        parse_payload({**notice, "batch_id": "batch_a"})
 
 
 # -- error messages quote little of the input ----------------------------------------------

@@ -103,6 +103,7 @@ def test_optional_variables_are_read_when_set() -> None:
         "POLL_TIMEOUT_SECONDS",
         "MAX_IN_FLIGHT",
         "RECEIPT_GRACE_SECONDS",
+        "WEBHOOK_FIRST_CHECK_DELAY_SECONDS",
     ],
 )
 @pytest.mark.parametrize("raw", ["ten", "1.5", "0x10", "9 9"])
@@ -122,6 +123,8 @@ def test_malformed_integer_is_an_error_naming_the_variable(name: str, raw: str) 
         ("MAX_IN_FLIGHT", "100000"),
         ("RECEIPT_GRACE_SECONDS", "-1"),
         ("RECEIPT_GRACE_SECONDS", "3601"),
+        ("WEBHOOK_FIRST_CHECK_DELAY_SECONDS", "-1"),
+        ("WEBHOOK_FIRST_CHECK_DELAY_SECONDS", "901"),  # one SQS delay at most
     ],
 )
 def test_out_of_range_integer_is_an_error_naming_the_variable(name: str, raw: str) -> None:
@@ -233,3 +236,38 @@ def test_cancel_queue_arn_is_required_with_a_scheduler_role() -> None:
     with pytest.raises(ConfigurationError, match="CANCEL_QUEUE_ARN"):
         Settings.from_env(env(SCHEDULER_ROLE_ARN=role))
     assert Settings.from_env(env()).cancel_queue_arn is None
+
+
+# -- webhooks: polling as the safety net ----------------------------------------------------
+
+
+def test_webhooks_are_off_by_default_and_change_no_delay() -> None:
+    settings = Settings.from_env(env())
+    assert (settings.webhooks_enabled, settings.webhook_first_check_delay_seconds) == (False, 600)
+    assert settings.first_check_delay_seconds is None
+    off = Settings.from_env(env(WEBHOOKS_ENABLED="false", WEBHOOK_FIRST_CHECK_DELAY_SECONDS="5"))
+    assert off.first_check_delay_seconds is None
+
+
+@pytest.mark.parametrize(("raw", "enabled"), [("true", True), ("TRUE", True), ("False", False)])
+def test_webhooks_enabled_reads_true_or_false(raw: str, enabled: bool) -> None:
+    assert Settings.from_env(env(WEBHOOKS_ENABLED=raw)).webhooks_enabled is enabled
+
+
+@pytest.mark.parametrize("raw", ["yes", "1", "on", "tru"])
+def test_webhooks_enabled_that_is_not_true_or_false_is_an_error_naming_it(raw: str) -> None:
+    with pytest.raises(ConfigurationError, match="WEBHOOKS_ENABLED"):
+        Settings.from_env(env(WEBHOOKS_ENABLED=raw))
+
+
+def test_with_webhooks_the_first_check_waits_the_webhook_delay() -> None:
+    settings = Settings.from_env(env(WEBHOOKS_ENABLED="true"))
+    assert settings.first_check_delay_seconds == 600
+
+
+def test_a_webhook_first_delay_above_the_poll_maximum_is_rejected_when_enabled() -> None:
+    # The reconciler takes a chain without a step for twice POLL_MAX_DELAY_SECONDS for lost.
+    too_long = env(WEBHOOKS_ENABLED="true", POLL_MAX_DELAY_SECONDS="300")
+    with pytest.raises(ConfigurationError, match="WEBHOOK_FIRST_CHECK_DELAY_SECONDS"):
+        Settings.from_env(too_long)
+    assert Settings.from_env({**too_long, "WEBHOOKS_ENABLED": "false"}).webhooks_enabled is False

@@ -75,3 +75,22 @@ def test_zero_initial_delay_checks_at_once_then_still_backs_off() -> None:
     delays = [poll.delay_before(attempt, now, now) for attempt in (1, 2, 3, 4)]
 
     assert delays == [0, 2, 4, 8]
+
+
+def test_with_webhooks_only_the_first_check_waits_the_webhook_delay() -> None:
+    with_webhooks = PollSettings(60, 900, 86400, first_delay_seconds=600)
+    delays = [with_webhooks.delay_before(attempt, SINCE, SINCE) for attempt in range(1, 6)]
+    assert delays == [600, 120, 240, 480, 900]
+
+
+def test_without_webhooks_the_delays_are_the_same_as_before() -> None:
+    without = PollSettings(60, 900, 86400, first_delay_seconds=None)
+    attempts = range(1, 12)
+    assert [without.delay_before(a, SINCE, SINCE) for a in attempts] == [
+        POLL.delay_before(a, SINCE, SINCE) for a in attempts
+    ]
+
+
+def test_the_webhook_first_delay_still_stops_at_the_timeout() -> None:
+    short = PollSettings(60, 900, 300, first_delay_seconds=600)
+    assert short.delay_before(1, SINCE, SINCE) == 300
