@@ -2,8 +2,8 @@
 
 The secret string is `whsec_...`, or JSON `{"webhook_secret": "whsec_..."}`; during a rotation
 `{"webhook_secret": ["whsec_new", "whsec_old"]}` (up to 3, any may sign). A signature that
-matches no cached key makes the receiver read the secret again, at most once a minute per
-container, so a secret updated in Secrets Manager takes effect without a deploy and a flood of
+matches no cached key makes the receiver read the secret again (the first such mismatch
+at once, then at most once a minute per container), so a secret updated in Secrets Manager takes effect without a deploy and a flood of
 forged requests costs at most one read a minute. Errors name the secret, never its value.
 """
 
@@ -54,6 +54,7 @@ class WebhookSecrets:
         self._interval = refresh_interval_seconds
         self._keys: Keys = ()
         self._read_at = float("-inf")
+        self._refreshed_at = float("-inf")
         self._lock = threading.Lock()
 
     def keys(self) -> Keys:
@@ -72,10 +73,12 @@ class WebhookSecrets:
                 return self._keys
 
     def refreshed(self) -> Keys | None:
-        """The keys read again now, or None if they were read less than a minute ago."""
+        """The keys read again now, or None if this was done less than a minute ago."""
         with self._lock:
-            if self._clock() - self._read_at < self._interval:
+            now = self._clock()
+            if now - self._refreshed_at < self._interval:
                 return None
+            self._refreshed_at = now
             return self._read()
 
     def _read(self) -> Keys:
