@@ -597,8 +597,12 @@ def test_template_sets_every_variable_the_function_reads(
     declared = set(declared_variables(function))
     assert recording.read - declared == set()
     # and the template declares nothing the function does not read (typos, stale names),
-    # apart from what Powertools reads itself.
-    assert declared - recording.read == {
+    # apart from what Powertools reads itself. (The two webhook variables are read by the
+    # canceller's side of issue 12, merged separately: drop them here once Settings reads them.)
+    assert declared - recording.read - {
+        "WEBHOOKS_ENABLED",
+        "WEBHOOK_FIRST_CHECK_DELAY_SECONDS",
+    } == {
         "POWERTOOLS_SERVICE_NAME",
         "POWERTOOLS_METRICS_NAMESPACE",
         "LOG_LEVEL",
@@ -835,6 +839,7 @@ def test_every_reference_names_something_declared(template: dict[str, Any]) -> N
     known = set(template["Parameters"]) | set(template["Resources"])
     known |= {f"{FUNCTION}{event}" for event in properties(template, FUNCTION)["Events"]}
     known |= {f"{FUNCTION}Role", f"{FUNCTION}EventInvokeConfig"}
+    known |= {"WebhookFunctionUrl"}  # SAM's, from the webhook function's FunctionUrlConfig
 
     def walk(value: Any) -> Iterator[str]:
         if isinstance(value, dict):
