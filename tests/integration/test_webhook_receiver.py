@@ -16,6 +16,7 @@ import pytest
 
 from batch_canceller import webhook_handler
 from batch_canceller.webhook_request import MAX_BODY_BYTES
+from infra.sam.template import ROOT
 from tests.support import (
     ROTATED_WEBHOOK_KEY,
     ROTATED_WEBHOOK_SECRET,
@@ -456,3 +457,13 @@ def test_forged_signatures_cost_at_most_one_secret_read_a_minute(receiver: Recei
     now[0] = 61.0 + 301
     secrets.keys()
     assert spy.reads == 4
+
+
+def test_the_sample_event_is_what_the_handler_takes(receiver: Receiver) -> None:
+    # events/webhook-batch-cancelled.json as it is: its signature is a placeholder
+    sample = json.loads((ROOT / "events" / "webhook-batch-cancelled.json").read_text())
+    assert answered(receiver(sample))[0] == 401
+    # signed now, with the secret: accepted, and its batch queued
+    sample["headers"].update(signed_headers(sample["body"].encode()))
+    assert answered(receiver(sample))[0] == 200
+    assert [m["webhook"]["batch_id"] for m in receiver.queued()] == ["batch_abc123"]
