@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -23,8 +24,20 @@ from infra.local_stack.sqs_event_source import SqsEventSource
 OUTCOME_DETAIL_KEYS = {"batch_id", "status", "batch", "reason", "requested_by", "publication_id"}
 API_KEY = "sk-test-" + "k3y" * 12  # long and distinctive, so the secret scan cannot miss it
 ROTATED_API_KEY = "sk-rotated-" + "r0t" * 12
+# The webhook signing secrets (`whsec_` + base64 of a distinctive key), for the receiver.
+WEBHOOK_KEY = b"wh-s1gn1ng-k3y-" * 3
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(WEBHOOK_KEY).decode()
+ROTATED_WEBHOOK_KEY = b"wh-r0tat3d-k3y-" * 3
+ROTATED_WEBHOOK_SECRET = "whsec_" + base64.b64encode(ROTATED_WEBHOOK_KEY).decode()
 # Every key the tests use: none may ever show up in logs, records, events or errors.
-SECRETS = (API_KEY, ROTATED_API_KEY)
+SECRETS = (
+    API_KEY,
+    ROTATED_API_KEY,
+    WEBHOOK_SECRET,
+    ROTATED_WEBHOOK_SECRET,
+    WEBHOOK_KEY.decode(),
+    ROTATED_WEBHOOK_KEY.decode(),
+)
 REGION = "us-east-1"
 EVENT_SOURCE = "batch-canceller"  # the function's default `Source`, which the capture rule keeps
 

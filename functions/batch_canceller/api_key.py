@@ -74,12 +74,15 @@ def _unreachable(exc: BaseException) -> BotoCoreError | ClientError | None:
     is the deployment's to fix."""
     cause = exc.__cause__ or exc.__context__
     while cause is not None:
-        if isinstance(cause, BotoCoreError):
-            return cause
-        if isinstance(cause, ClientError) and _is_transient(cause):
+        if isinstance(cause, BotoCoreError | ClientError) and is_unreachable(cause):
             return cause
         cause = cause.__cause__ or cause.__context__
     return None
+
+
+def is_unreachable(error: BotoCoreError | ClientError) -> bool:
+    """An SDK error that says Secrets Manager could not answer now (see `_unreachable`)."""
+    return isinstance(error, BotoCoreError) or _is_transient(error)
 
 
 def _is_transient(error: ClientError) -> bool:

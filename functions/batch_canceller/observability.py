@@ -6,11 +6,12 @@ import threading
 from collections import Counter
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 SERVICE = "batch-canceller"
+NAMESPACE = "BatchCanceller"
 logger = Logger(service=SERVICE)
-metrics = Metrics(namespace="BatchCanceller", service=SERVICE)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
 # EMF allows 100 values per metric in one document.
 MAX_LATENCY_SAMPLES = 100
@@ -46,3 +47,18 @@ class Tally:
         step = max(1, len(latencies) // MAX_LATENCY_SAMPLES)
         for sample in latencies[::step][:MAX_LATENCY_SAMPLES]:
             target.add_metric(name="ApiLatency", unit=MetricUnit.Milliseconds, value=sample)
+
+
+def count_once(name: str, reason: str | None = None) -> None:
+    """One count in an EMF document of its own, with a `reason` dimension when given (the
+    webhook receiver's answers). It shares no state with `metrics`, whose dimensions are
+    process-wide: the local stack runs both functions in one process, at once."""
+    with single_metric(
+        name=name,
+        unit=MetricUnit.Count,
+        value=1,
+        namespace=NAMESPACE,
+        default_dimensions={"service": SERVICE},
+    ) as metric:
+        if reason is not None:
+            metric.add_dimension(name="reason", value=reason)

@@ -1,7 +1,8 @@
 """The metric names the function emits, read from the AST of functions/batch_canceller/*.py.
 
 Every emission site is one of: `<tally>.count(NAME, ...)`, `self.counts[NAME] += ...` (the
-Tally itself), `<metrics>.add_metric(name=NAME, ...)`. NAME is a string literal, a loop
+Tally itself), `<metrics>.add_metric(name=NAME, ...)`, `count_once(NAME, ...)` and
+`single_metric(name=NAME, ...)`. NAME is a string literal, a loop
 variable over a literal tuple (`for name, kind in (("A", ...), ...)`), or an expression listed
 in DERIVED with the names it takes. A site whose name this scan cannot work out is returned as
 unresolved, so that a new way of emitting fails the test instead of hiding a metric from it.
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batch_canceller.commands import RECEIPTED_DETAIL_TYPES
+from batch_canceller.webhook_intake import METRICS as WEBHOOK_METRICS
 from infra.sam.template import ROOT
 
 PACKAGE = ROOT / "functions" / "batch_canceller"
@@ -28,8 +30,10 @@ DERIVED: dict[tuple[str, str], frozenset[str]] = {
     ("announcing", "detail_type.replace(' ', '')"): frozenset(
         detail_type.replace(" ", "") for detail_type in RECEIPTED_DETAIL_TYPES
     ),
-    # Tally.flush hands on the names counted above: no name of its own.
+    # Tally.flush and count_once hand on the names counted elsewhere: no name of their own.
     ("observability", "name"): frozenset(),
+    # The webhook receiver counts each answer under its outcome's metric.
+    ("webhook_intake", "METRICS[answer.outcome]"): frozenset(WEBHOOK_METRICS.values()),
 }
 
 # Other ways to publish a metric (Powertools, boto3): none is used; if one appears, the scan
@@ -77,9 +81,15 @@ def _emitted_name_nodes(tree: ast.AST) -> Iterator[tuple[ast.AST, ast.expr]]:
             receiver = ast.unparse(node.func.value)
             if node.func.attr == "count" and receiver in TALLY_RECEIVERS and node.args:
                 yield node, node.args[0]
-            elif node.func.attr == "add_metric":
+            elif node.func.attr in ("add_metric", "single_metric"):
                 keyword = {k.arg: k.value for k in node.keywords}
                 yield node, keyword.get("name", node.args[0] if node.args else node.func)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            # `count_once(NAME, ...)` (observability) and Powertools' `single_metric(name=...)`.
+            if node.func.id == "count_once" and node.args:
+                yield node, node.args[0]
+            elif node.func.id == "single_metric":
+                yield node, {k.arg: k.value for k in node.keywords}.get("name", node.func)
         elif isinstance(node, ast.Subscript) and ast.unparse(node.value) == "self.counts":
             yield node, node.slice
 
@@ -108,7 +118,7 @@ def scan(package: Path = PACKAGE) -> Scan:
                 result.names |= looped
         for node in ast.walk(tree):
             named = node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", None)
-            if named in OTHER_EMITTERS - {"add_metric"}:
+            if named in OTHER_EMITTERS - {"add_metric", "single_metric"}:
                 result.unresolved.append(f"{module}.py:{getattr(node, 'lineno', 0)}: {named}")
     return result
 

@@ -72,6 +72,12 @@ def body(template: dict[str, Any]) -> dict[str, Any]:
     return parsed
 
 
+SEARCHED = re.compile(
+    r"SEARCH\('\{(?P<namespace>[^,}]+)[^}]*\} MetricName=\"(?P<metric>\w+)\""
+    r" service=\"(?P<service>[\w-]+)\"'"
+)
+
+
 def metric_rows(body: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, str]]]:
     """(namespace, metric, dimensions) of every metric row, `"."` read as the row above."""
     for widget in body["widgets"]:
@@ -81,7 +87,13 @@ def metric_rows(body: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, str]
         for row in widget["properties"]["metrics"]:
             fields = [item for item in row if not isinstance(item, dict)]
             if not fields:
-                continue  # a metric-math expression: its inputs are rows of their own
+                # A metric-math expression: its inputs are rows of their own, or a SEARCH
+                # naming one metric of the namespace across all its dimension values.
+                for item in row:
+                    found = SEARCHED.search(str(item.get("expression", "")))
+                    if found:
+                        yield found["namespace"], found["metric"], {"service": found["service"]}
+                continue
             fields = [
                 previous[i] if item == "." and i < len(previous) else item
                 for i, item in enumerate(fields)

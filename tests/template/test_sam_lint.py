@@ -53,6 +53,11 @@ BROKEN = {
         "          EVENT_SOURCE: batch-canceller\n",
         "          EVENT_SOURCE: !Ref NoSuchResource\n",
     ),
+    # The same inside the webhook receiver, a conditional function (WebhooksOn).
+    "webhook environment": (
+        "          OPENAI_WEBHOOK_SECRET_ID: !Ref OpenAIWebhookSecretArn\n",
+        "          OPENAI_WEBHOOK_SECRET_ID: !Ref NoSuchResource\n",
+    ),
     # A broken GetAtt in an event source, which SAM turns into an EventSourceMapping.
     "event source": (
         "            Queue: !GetAtt CancelQueue.Arn\n",

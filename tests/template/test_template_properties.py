@@ -835,6 +835,7 @@ def test_every_reference_names_something_declared(template: dict[str, Any]) -> N
     known = set(template["Parameters"]) | set(template["Resources"])
     known |= {f"{FUNCTION}{event}" for event in properties(template, FUNCTION)["Events"]}
     known |= {f"{FUNCTION}Role", f"{FUNCTION}EventInvokeConfig"}
+    known |= {"WebhookFunctionUrl"}  # SAM's, from the webhook function's FunctionUrlConfig
 
     def walk(value: Any) -> Iterator[str]:
         if isinstance(value, dict):
