@@ -46,6 +46,8 @@ class Delivery:
     state: DeliveryState = "pending"
     attempts: list[Attempt] = field(default_factory=list)
     delivered_at: float | None = None
+    # Which log it belongs to: a log cleared mid-attempt must not see it come back as a retry.
+    generation: int = field(default=0, repr=False)
 
     @property
     def ok(self) -> bool:

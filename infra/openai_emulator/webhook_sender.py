@@ -58,6 +58,7 @@ class WebhookSender:
         self._due_seq: dict[int, int] = {}
         self._seq = itertools.count()
         self._held: list[Delivery] = []
+        self._generation = 0
         self._wrong_key = secrets.token_bytes(32)
         self._stopping = False
         self._threads = [
@@ -115,6 +116,7 @@ class WebhookSender:
     def clear(self) -> None:
         """Forget the log and anything queued (faults stay: see `faults.clear`)."""
         with self._cond:
+            self._generation += 1
             self._log.clear()
             self._queue.clear()
             self._due_seq.clear()
@@ -143,6 +145,7 @@ class WebhookSender:
         delivery.fault = None if fault is None else fault.kind
         now = time.monotonic()
         with self._cond:
+            delivery.generation = self._generation
             self._log.append(delivery)
             if fault is None:
                 self._schedule(delivery, now)
@@ -224,6 +227,8 @@ class WebhookSender:
         settings: WebhookSettings,
     ) -> None:
         attempt.ended_at, attempt.status, attempt.error = self._clock(), status, error
+        if delivery.generation != self._generation:
+            return  # the log was cleared while this attempt was out: forget it
         if status is not None and 200 <= status < 300:
             delivery.state, delivery.delivered_at = "delivered", attempt.ended_at
         elif attempt.number >= settings.max_attempts:

@@ -307,3 +307,21 @@ def test_control_rejects_bad_webhook_settings(body: dict[str, Any]) -> None:
 def test_a_url_without_a_secret_is_refused() -> None:
     with OpenAIEmulator(api_keys={KEY}) as emu:
         assert control(emu, "POST", "/webhooks", {"url": "http://127.0.0.1:9/"})[0] == 400
+
+
+def test_a_slow_endpoint_never_holds_up_the_api() -> None:
+    with WebhookReceiver((200, 2.0)) as receiver, emulator_for(receiver.url) as emu:
+        batch = emu.seed(status="in_progress")
+        emu.finish(batch["id"], "completed")
+        http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=1.0, read=1.0))
+
+        answer = http.request(
+            "GET",
+            f"{emu.base_url}/batches/{batch['id']}",
+            headers={"Authorization": f"Bearer {KEY}"},
+        )
+
+        assert (answer.status, json.loads(answer.data)["status"]) == (200, "completed")
+        (delivery,) = emu.webhooks.deliveries()
+        assert delivery["state"] == "pending"  # its attempt is still out
+        assert emu.webhooks.wait_idle(10)
