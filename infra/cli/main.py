@@ -7,7 +7,9 @@ import contextlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
+import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from batch_canceller.commands import MAX_BATCH_IDS, NON_TERMINAL_STATUSES
@@ -16,6 +18,7 @@ from infra.cli import schedules as schedules_command
 from infra.cli import send as send_command
 from infra.cli import status as status_command
 from infra.cli import sweep as sweep_command
+from infra.cli import webhook as webhook_command
 from infra.cli.output import PROG, print_error
 from infra.cli.target import DEFAULT_STATE_FILE, STACK_ENV, Target, resolve_target
 
@@ -23,7 +26,7 @@ EXIT_INTERRUPTED = 130
 
 DESCRIPTION = """\
 Operate batch-canceller: queue cancels, read the records, manage scheduled cancellations,
-run sweeps. The stack is a deployed one (--stack-name, or $BATCH_CANCELLER_STACK) or the
+run sweeps, send a signed test webhook. The stack is a deployed one (--stack-name, or $BATCH_CANCELLER_STACK) or the
 local stack (--local). Exit codes: 0 ok, 1 an operation failed, 2 usage or configuration."""
 
 
@@ -138,7 +141,41 @@ def build_parser() -> argparse.ArgumentParser:
     _json_option(sweep)
     _target_options(sweep, nested=True)
     sweep.set_defaults(command_parser=sweep)
+    _webhook_parser(commands)
     return parser
+
+
+def _webhook_parser(commands: Any) -> None:
+    webhook = commands.add_parser(
+        "webhook",
+        allow_abbrev=False,
+        help="send a signed test webhook to the function URL",
+        description="Webhook tools. `send` POSTs a delivery signed as OpenAI signs it.",
+    )
+    _target_options(webhook, nested=True)
+    webhook.set_defaults(command_parser=webhook)
+    actions = webhook.add_subparsers(dest="webhook_command", metavar="ACTION", required=True)
+    send = actions.add_parser(
+        "send",
+        allow_abbrev=False,
+        help="POST one signed event and print the answer's status code",
+        description="Sign an event for BATCH_ID with the webhook secret (the local stack's, or"
+        f" --secret-id / ${webhook_command.SECRET_ID_ENV}) and POST it to the function URL"
+        " (the local stack's, or --url). Exit 0 on a 2xx answer, 1 otherwise.",
+    )
+    send.add_argument("batch_id", metavar="BATCH_ID", help="the batch the event names")
+    send.add_argument(
+        "--type", dest="event_type", default=webhook_command.DEFAULT_TYPE, metavar="TYPE",
+        help="event type (default %(default)s; batch.completed, batch.failed, batch.expired)",
+    )  # fmt: skip
+    send.add_argument("--url", help="where to POST (default: the local stack's function URL)")
+    send.add_argument(
+        "--secret-id", metavar="ID",
+        help=f"Secrets Manager secret holding whsec_... (default: ${webhook_command.SECRET_ID_ENV})",
+    )  # fmt: skip
+    _json_option(send)
+    _target_options(send, nested=True)
+    send.set_defaults(command_parser=send)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -176,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    target = _target(args)
+    target = _webhook_target(args) or _target(args)
     if args.command == "send":
         options = send_command.SendOptions(
             ids=args.ids,
@@ -200,6 +237,17 @@ def _dispatch(args: argparse.Namespace) -> int:
                 target, args.names, args.batch_ids, as_json=args.json
             )
         return schedules_command.run_list(target, as_json=args.json)
+    if args.command == "webhook":
+        return webhook_command.run(
+            target,
+            webhook_command.WebhookSendOptions(
+                batch_id=args.batch_id,
+                event_type=args.event_type,
+                url=args.url,
+                secret_id=args.secret_id,
+                json=args.json,
+            ),
+        )
     options_sweep = sweep_command.SweepOptions(
         older_than=args.older_than,
         metadata=args.metadata,
@@ -213,6 +261,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         json=args.json,
     )
     return sweep_command.run(target, options_sweep)
+
+
+def _webhook_target(args: argparse.Namespace) -> Target | None:
+    """`webhook send --url ...` needs no stack: only AWS (for the secret) in the configured
+    region."""
+    if args.command != "webhook" or args.url is None:
+        return None
+    if args.local is not None or args.stack_name is not None or os.environ.get(STACK_ENV):
+        return None
+    region = args.region or boto3.session.Session().region_name or "us-east-1"
+    return Target(region=region, aws_endpoint=None, outputs={}, description="AWS account")
 
 
 def _target(args: argparse.Namespace) -> Target:

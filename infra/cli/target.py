@@ -65,6 +65,8 @@ class Target:
     function_environment: Mapping[str, str] | None = None
     # The local stack's state file: checked to be running at the first AWS call or invoke.
     state_file: Path | None = None
+    # The local stack's function URL: {"url": ..., "secret_id": ...} (the secret's ID only).
+    webhook: Mapping[str, str] | None = None
     _session: boto3.session.Session | None = field(default=None, compare=False, repr=False)
 
     def output(self, name: str) -> str:
@@ -205,6 +207,7 @@ def from_state_file(path: Path) -> Target:
     region = document.get("region") or "us-east-1"
     outputs = _string_map(document.get("outputs"), f"'outputs' in {path}")
     environment = document.get("function_environment")
+    webhook = document.get("webhook")
     return Target(
         region=str(region),
         aws_endpoint=endpoint.rstrip("/"),
@@ -216,6 +219,7 @@ def from_state_file(path: Path) -> Target:
             if environment is None
             else _string_map(environment, f"'function_environment' in {path}")
         ),
+        webhook=None if webhook is None else _string_map(webhook, f"'webhook' in {path}"),
     )
 
 

@@ -14,9 +14,12 @@ import socket
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from infra.local_stack.banner import banner, export_block, exports
 from infra.local_stack.stack import LocalStack
+from infra.local_stack.url_functions import url_function_ids
+from infra.sam.template import load_template
 from infra.servers import LOOPBACK, StopSignal
 
 STATE_FILE = Path(".local-stack/state.json")
@@ -24,7 +27,8 @@ ENV_FILE = Path(".local-stack/env.sh")
 LOG_FILE = Path(".local-stack/function.log")
 AWS_PORT_VARIABLE = "LOCAL_AWS_PORT"
 OPENAI_PORT_VARIABLE = "LOCAL_OPENAI_PORT"
-DEFAULT_PORTS = {AWS_PORT_VARIABLE: 4566, OPENAI_PORT_VARIABLE: 8089}
+WEBHOOK_PORT_VARIABLE = "LOCAL_WEBHOOK_PORT"  # the function URL; only with a URL function
+DEFAULT_PORTS = {AWS_PORT_VARIABLE: 4566, OPENAI_PORT_VARIABLE: 8089, WEBHOOK_PORT_VARIABLE: 4568}
 EXIT_USAGE = 2
 # The README's examples name these; seeded so its commands act on real (emulated) batches.
 README_BATCHES = ("batch_abc123", "batch_def456")
@@ -61,9 +65,17 @@ def ensure_free(port: int, variable: str) -> None:
             ) from None
 
 
+def port_variables(template: dict[str, Any]) -> list[str]:
+    """The port variables this template's stack listens on (no URL function: no webhook port)."""
+    if url_function_ids(template):
+        return list(DEFAULT_PORTS)
+    return [variable for variable in DEFAULT_PORTS if variable != WEBHOOK_PORT_VARIABLE]
+
+
 def main() -> int:
+    template = load_template()
     try:
-        ports = {variable: port_from_env(variable) for variable in DEFAULT_PORTS}
+        ports = {variable: port_from_env(variable) for variable in port_variables(template)}
         for variable, port in ports.items():
             ensure_free(port, variable)
     except PortInUse as exc:
@@ -76,15 +88,18 @@ def main() -> int:
             handler.setStream(log)
     stop = StopSignal()  # from here on, SIGINT (even in a background job) and SIGTERM end wait()
     stack = LocalStack(
-        aws_port=ports[AWS_PORT_VARIABLE], openai_port=ports[OPENAI_PORT_VARIABLE]
+        aws_port=ports[AWS_PORT_VARIABLE],
+        openai_port=ports[OPENAI_PORT_VARIABLE],
+        webhook_port=ports.get(WEBHOOK_PORT_VARIABLE, 0),
+        template=template,
     ).start()
     try:
         seeded = _seed(stack)
         state = stack.state()
-        variables = exports(state, stack.openai.url)
+        exported = exports(state, stack.openai.url)
         STATE_FILE.write_text(json.dumps(state, indent=2))
-        ENV_FILE.write_text(export_block(variables) + "\n")
-        print(banner(variables, seeded, str(STATE_FILE), AWS_PORT_VARIABLE), flush=True)
+        ENV_FILE.write_text(export_block(exported) + "\n")
+        print(banner(exported, seeded, str(STATE_FILE), AWS_PORT_VARIABLE), flush=True)
         stop.wait()
         print("local stack stopping (signal received)", flush=True)
     finally:

@@ -21,6 +21,7 @@ LOCAL_CREDENTIAL = "local"  # moto accepts any credentials
 def exports(state: Mapping[str, Any], openai_url: str) -> dict[str, str]:
     outputs: Mapping[str, str] = state["outputs"]
     endpoint = str(state["aws_endpoint"])
+    webhook: dict[str, str] = {"WEBHOOK_URL": state["webhook"]["url"]} if "webhook" in state else {}
     return {
         "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIAL,
         "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIAL,
@@ -34,6 +35,7 @@ def exports(state: Mapping[str, Any], openai_url: str) -> dict[str, str]:
         "BUS": outputs["EventBusName"],
         "FUNCTION": outputs.get("FunctionName", ""),
         "OPENAI_EMULATOR_URL": openai_url,
+        **webhook,
     }
 
 
@@ -44,9 +46,10 @@ def export_block(variables: Mapping[str, str]) -> str:
     return "\n".join(lines)
 
 
-def commands(seeded: Sequence[str]) -> list[str]:
+def commands(seeded: Sequence[str], *, webhook: bool = False) -> list[str]:
     """Commands to try; each runs verbatim once the exports are set."""
     first, second = seeded[0], seeded[1]
+    signed = [f".venv/bin/batch-canceller --local webhook send {seeded[-1]}"] if webhook else []
     detail = '{\\"batch_id\\": \\"' + second + '\\"}'
     return [
         f'aws $ENDPOINT_ARG sqs send-message --queue-url "$QUEUE_URL" --message-body {first}',
@@ -58,13 +61,21 @@ def commands(seeded: Sequence[str]) -> list[str]:
         'aws $ENDPOINT_ARG sqs receive-message --queue-url "$DLQ_URL" --message-attribute-names All'
         " --max-number-of-messages 10 --visibility-timeout 0",
         'curl -s -X POST "$OPENAI_EMULATOR_URL/_emulator/seed" -d \'{"count": 5}\'',
+        *signed,
     ]
 
 
 def banner(
     variables: Mapping[str, str], seeded: Sequence[str], state_file: str, aws_port_variable: str
 ) -> str:
-    try_lines = "\n".join(f"  {command}" for command in commands(seeded))
+    webhook = "WEBHOOK_URL" in variables
+    try_lines = "\n".join(f"  {command}" for command in commands(seeded, webhook=webhook))
+    webhook_line = (
+        f"\n  webhook URL       {variables['WEBHOOK_URL']}   moves with LOCAL_WEBHOOK_PORT;"
+        " the emulator sends its webhooks here"
+        if webhook
+        else ""
+    )
     return f"""{export_block(variables)}
 
 local stack running; state in {state_file}, function logs in .local-stack/function.log. Ctrl-C (or SIGTERM) stops it.
@@ -73,7 +84,7 @@ local stack running; state in {state_file}, function logs in .local-stack/functi
   queue             {variables["QUEUE_URL"]}
   table             {variables["TABLE"]}
   bus               {variables["BUS"]}
-  seeded batches    {" ".join(seeded)}
+  seeded batches    {" ".join(seeded)}{webhook_line}
 
 in another shell, after the exports above (or: source .local-stack/env.sh), try:
 {try_lines}

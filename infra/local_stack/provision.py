@@ -6,6 +6,11 @@ moto cannot run or that only matter on AWS (IAM roles, alarms, log groups, queue
 policies) are named but not created; the provisioning report lists them. Queue ARNs are the ones
 moto reports, as CloudFormation's `!GetAtt` passes SQS's; the others are built in the template's
 partition (`AWS::Partition`).
+
+The canceller is the one function without a `FunctionUrlConfig`; a function with one (the
+webhook receiver) is described in `url_functions` for the stack to serve (`function_url.py`),
+and gets a generated `whsec_` webhook secret in Secrets Manager (the template's
+`OpenAIWebhookSecretArn` parameter, when it has one, names it).
 """
 
 from __future__ import annotations
@@ -16,11 +21,17 @@ from typing import Any
 
 import boto3
 
+from infra.local_stack.url_functions import (
+    FUNCTION_TYPE,
+    UrlFunction,
+    create_webhook_secret,
+    url_function,
+    url_function_ids,
+)
 from infra.sam.template import Resolver, function_environment, load_template
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
-FUNCTION_TYPE = "AWS::Serverless::Function"
 RULE_TYPE = "AWS::Events::Rule"
 NOT_EMULATED = frozenset(
     {
@@ -56,6 +67,10 @@ class ProvisionedStack:
     queue_urls_by_arn: dict[str, str]
     created: list[str] = field(default_factory=list)
     not_emulated: list[str] = field(default_factory=list)
+    url_functions: list[UrlFunction] = field(default_factory=list)
+    webhook_secret_arn: str | None = None
+    # The generated secret itself: for the emulator to sign with; never in `state()`.
+    webhook_secret: str | None = field(default=None, repr=False)
 
     def state(self, openai_base_url: str) -> dict[str, Any]:
         """What `make local` writes for the CLI and for people: endpoints and names."""
@@ -74,8 +89,12 @@ def provision(
     api_key: str,
     parameter_overrides: dict[str, str] | None = None,
     stack_name: str = "batch-canceller-local",
+    template: dict[str, Any] | None = None,
+    function_urls: dict[str, str] | None = None,
 ) -> ProvisionedStack:
-    template = load_template()
+    """`function_urls`: the URL each URL function is served at (logical ID -> URL), for
+    `!GetAtt <Function>Url.FunctionUrl` (the resource SAM adds for `FunctionUrlConfig`)."""
+    template = template if template is not None else load_template()
     session = boto3.session.Session(
         region_name=REGION,
         aws_access_key_id="local",
@@ -92,6 +111,9 @@ def provision(
         name: str(spec.get("Default", "")) for name, spec in template.get("Parameters", {}).items()
     }
     parameters["OpenAIApiKeySecretArn"] = secret_arn
+    webhook_secret, webhook_secret_arn = create_webhook_secret(
+        aws("secretsmanager"), template, parameters, stack_name
+    )
     parameters.update(parameter_overrides or {})
     resolver = Resolver(
         template,
@@ -105,6 +127,8 @@ def provision(
         if "Condition" not in resource or resolver.condition(resource["Condition"])
     }
     _register_names(resolver, active, stack_name, endpoint)
+    for logical_id, url in (function_urls or {}).items():
+        _register(resolver, f"{logical_id}Url", url, {"FunctionUrl": url})
     stack = ProvisionedStack(
         stack_name=stack_name,
         endpoint=endpoint,
@@ -114,6 +138,8 @@ def provision(
         function_timeout_seconds=0,
         sqs_sources=[],
         queue_urls_by_arn={},
+        webhook_secret_arn=webhook_secret_arn,
+        webhook_secret=webhook_secret,
     )
     _create_queues(aws("sqs"), resolver, active, stack)
     for logical_id, resource in active.items():
@@ -141,10 +167,7 @@ def provision(
         else:
             continue
         stack.created.append(f"{logical_id} ({resource['Type']})")
-    functions = [lid for lid, r in active.items() if r["Type"] == FUNCTION_TYPE]
-    if len(functions) != 1:
-        raise ValueError(f"expected one function in template.yaml, found {functions}")
-    _wire_function(resolver, template, functions[0], active[functions[0]], stack)
+    _wire_functions(resolver, template, active, stack)
     stack.outputs = _outputs(resolver, template)
     return stack
 
@@ -252,6 +275,24 @@ def _create_schedule(
         if key in props:
             request[key] = props[key]
     scheduler.create_schedule(**request)
+
+
+def _wire_functions(
+    resolver: Resolver,
+    template: dict[str, Any],
+    active: dict[str, dict[str, Any]],
+    stack: ProvisionedStack,
+) -> None:
+    with_url = set(url_function_ids(template))
+    functions = [
+        lid for lid, r in active.items() if r["Type"] == FUNCTION_TYPE and lid not in with_url
+    ]
+    if len(functions) != 1:
+        raise ValueError(f"expected one function without a URL in the template, found {functions}")
+    _wire_function(resolver, template, functions[0], active[functions[0]], stack)
+    for logical_id in (lid for lid in active if lid in with_url):
+        stack.url_functions.append(url_function(resolver, template, logical_id))
+        stack.created.append(f"{logical_id} ({FUNCTION_TYPE}, function URL, run in-process)")
 
 
 def _wire_function(

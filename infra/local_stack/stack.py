@@ -1,10 +1,16 @@
 """The local stack, running: moto and the OpenAI emulator on loopback, resources provisioned
 from template.yaml, and the function invoked in-process the way Lambda would invoke it: by the
 queue's SQS event source mapping. The bus's rules send to that queue (moto delivers them, as
-EventBridge would) and schedules fire into it (emulated)."""
+EventBridge would) and schedules fire into it (emulated).
+
+A function with a `FunctionUrlConfig` in the template (the webhook receiver) is served by an
+emulated function URL (`function_url.py`) on `webhook_port`, with its handler imported by its
+dotted name and its environment from the template; the OpenAI emulator sends its webhooks
+there, signed with the secret provisioned for it. Without such a function, none of this runs."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -19,11 +25,14 @@ from moto.server import ThreadedMotoServer
 from batch_canceller.app import Application
 from batch_canceller.config import Settings
 from batch_canceller.service import build_application
+from infra.local_stack.function_url import FunctionUrlServer, Handler
 from infra.local_stack.provision import REGION, ProvisionedStack, provision
 from infra.local_stack.scheduler import LocalScheduler
 from infra.local_stack.sqs_event_source import SqsEventSource
+from infra.local_stack.url_functions import url_function_ids
 from infra.moto_patches import prepare_moto
 from infra.openai_emulator import OpenAIEmulator
+from infra.sam.template import load_template
 
 LOCAL_API_KEY = "sk-local-demo-key-not-a-secret"
 # Fast follow-through so a person watching sees batches reach `cancelled` within seconds.
@@ -43,6 +52,9 @@ class LocalStack:
     # Local visibility timeout: a failed message comes back in seconds, not the deployed 17 min.
     visibility_timeout_seconds: int = 5
     handler_errors: int = 0
+    webhook_port: int = 0
+    template: dict[str, Any] | None = None  # None: template.yaml
+    function_url: FunctionUrlServer | None = None  # when the template has a URL function
 
     def start(self) -> LocalStack:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
@@ -67,8 +79,14 @@ class LocalStack:
         ).start()
         parameters = {**LOCAL_PARAMETERS, "OpenAIBaseUrl": self.openai.base_url}
         parameters.update(self.parameter_overrides)
+        template = self.template if self.template is not None else load_template()
+        function_urls = self._start_function_url(template)
         self.provisioned: ProvisionedStack = provision(
-            self.aws_endpoint, api_key=LOCAL_API_KEY, parameter_overrides=parameters
+            self.aws_endpoint,
+            api_key=LOCAL_API_KEY,
+            parameter_overrides=parameters,
+            template=template,
+            function_urls=function_urls,
         )
         for source in self.provisioned.sqs_sources:
             self.client("sqs").set_queue_attributes(
@@ -78,6 +96,7 @@ class LocalStack:
         env = self.provisioned.function_environment
         os.environ.update({k: v for k, v in env.items() if k.startswith("POWERTOOLS_")})
         self.application: Application = build_application(Settings.from_env(env))
+        self._serve_url_function()
         self.observer_queue_url = self._observe_bus()
         self.scheduler = LocalScheduler(
             self.client("scheduler"), self.client("sqs"), self.provisioned.queue_urls_by_arn
@@ -95,6 +114,8 @@ class LocalStack:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=10)
+        if self.function_url is not None:
+            self.function_url.stop()
         self.openai.stop()
         self._moto.stop()
 
@@ -116,7 +137,24 @@ class LocalStack:
         return self.provisioned.outputs
 
     def state(self) -> dict[str, Any]:
-        return self.provisioned.state(self.openai.base_url)
+        state = self.provisioned.state(self.openai.base_url)
+        if self.webhook_url is not None:
+            # The secret's ID, not the secret: the CLI reads it from Secrets Manager.
+            state["webhook"] = {
+                "url": self.webhook_url,
+                "secret_id": self.provisioned.webhook_secret_arn,
+                "function": self.provisioned.url_functions[0].logical_id,
+            }
+        return state
+
+    @property
+    def webhook_url(self) -> str | None:
+        """The emulated function URL the emulator sends webhooks to; None without one."""
+        return None if self.function_url is None else self.function_url.base_url + "/"
+
+    @property
+    def webhook_secret(self) -> str | None:
+        return self.provisioned.webhook_secret
 
     def observed_events(self) -> list[dict[str, Any]]:
         """Events the function published (read from an observer queue on the bus)."""
@@ -135,6 +173,32 @@ class LocalStack:
                 )
 
     # -- the emulated invokers ---------------------------------------------------------------
+
+    def _start_function_url(self, template: dict[str, Any]) -> dict[str, str]:
+        """Bind the URL first (its handler comes once provisioned): the template's outputs
+        may name the URL, and the port may be 0."""
+        ids = url_function_ids(template)
+        if not ids:
+            return {}
+        if len(ids) > 1:
+            raise ValueError(f"the local stack emulates one function URL, the template has {ids}")
+        self.function_url = FunctionUrlServer(_not_ready, port=self.webhook_port).start()
+        return {ids[0]: self.function_url.base_url + "/"}
+
+    def _serve_url_function(self) -> None:
+        if self.function_url is None:
+            return
+        (function,) = self.provisioned.url_functions
+        # One process for both functions: the receiver's handler reads os.environ, as on Lambda.
+        os.environ.update(function.environment)
+        module_name, _, attribute = function.handler.rpartition(".")
+        handler: Handler = getattr(importlib.import_module(module_name), attribute)
+        self.function_url.function_name = function.function_name
+        self.function_url.timeout_seconds = function.timeout_seconds
+        self.function_url.handler = handler
+        self.openai.webhooks.configure(
+            {"url": self.webhook_url, "secret": self.provisioned.webhook_secret}
+        )
 
     def _observe_bus(self) -> str:
         sqs, events = self.client("sqs"), self.client("events")
@@ -172,6 +236,10 @@ class LocalStack:
     def _run_scheduler(self) -> None:
         while not self._stop.wait(1.0):
             self.scheduler.tick()
+
+
+def _not_ready(event: dict[str, Any], context: Any) -> Any:
+    return {"statusCode": 503, "body": "starting"}
 
 
 def wait_until(predicate: Any, timeout: float, interval: float = 0.5) -> bool:

@@ -1,16 +1,24 @@
-"""`python -m infra.openai_emulator`: run the emulator until SIGINT or SIGTERM."""
+"""`python -m infra.openai_emulator`: run the emulator until SIGINT or SIGTERM.
+
+Webhooks: `--webhook-url` (or $OPENAI_EMULATOR_WEBHOOK_URL) and the secret in
+$OPENAI_EMULATOR_WEBHOOK_SECRET (an environment variable, not a flag: flags show in `ps`)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 from infra.openai_emulator.server import OpenAIEmulator
+from infra.openai_emulator.webhook_settings import WebhookSettings
 from infra.servers import StopSignal
 
 logger = logging.getLogger("infra.openai_emulator")
+
+WEBHOOK_URL_ENV = "OPENAI_EMULATOR_WEBHOOK_URL"
+WEBHOOK_SECRET_ENV = "OPENAI_EMULATOR_WEBHOOK_SECRET"  # noqa: S105 - a variable's name
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,12 +36,36 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed N in_progress batches")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added per answer")
     parser.add_argument("--log-level", default="WARNING")
+    hooks = parser.add_argument_group("webhooks (sent on every change to a terminal status)")
+    defaults = WebhookSettings()
+    hooks.add_argument(
+        "--webhook-url", default=os.environ.get(WEBHOOK_URL_ENV) or None,
+        help=f"where to POST them (default ${WEBHOOK_URL_ENV}; none: not sent)",
+    )  # fmt: skip
+    hooks.add_argument("--webhook-max-attempts", type=int, default=defaults.max_attempts)
+    hooks.add_argument(
+        "--webhook-initial-backoff", type=float, default=defaults.initial_backoff_seconds,
+        help="seconds before the 2nd attempt; doubles after each failed attempt",
+    )  # fmt: skip
+    hooks.add_argument("--webhook-max-backoff", type=float, default=defaults.max_backoff_seconds)
+    hooks.add_argument("--webhook-timeout", type=float, default=defaults.timeout_seconds)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
+    secret = os.environ.get(WEBHOOK_SECRET_ENV) or None
+    if args.webhook_url and secret is None:
+        print(f"--webhook-url needs ${WEBHOOK_SECRET_ENV} (whsec_...)", file=sys.stderr)
+        return 2
+    settings = WebhookSettings(
+        url=args.webhook_url,
+        max_attempts=args.webhook_max_attempts,
+        initial_backoff_seconds=args.webhook_initial_backoff,
+        max_backoff_seconds=args.webhook_max_backoff,
+        timeout_seconds=args.webhook_timeout,
+    )
     stop = StopSignal()
     emulator = OpenAIEmulator(
         api_keys=args.api_keys or ["sk-test"],
@@ -43,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         api_style=args.style,
         host=args.host,
         latency_seconds=args.latency,
+        webhook_settings=settings,
+        webhook_secret=secret,
     )
     with emulator:
         for batch in emulator.seed_many(args.seed):

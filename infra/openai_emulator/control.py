@@ -6,8 +6,9 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from infra.openai_emulator.errors import not_found, openai_error
+from infra.openai_emulator.errors import ApiError, not_found, openai_error
 from infra.openai_emulator.faults import Fault
+from infra.openai_emulator.webhook_control import ROUTES as WEBHOOK_ROUTES
 from infra.openai_emulator.wire import Request, Response
 
 if TYPE_CHECKING:
@@ -136,6 +137,7 @@ _ROUTES: tuple[tuple[str, re.Pattern[str], Action], ...] = tuple(
         ("DELETE", "/requests", _clear_requests),
         ("GET", "/config", _get_config),
         ("POST", "/config", _set_config),
+        *WEBHOOK_ROUTES,
     )
 )
 
@@ -155,6 +157,8 @@ def handle(emu: OpenAIEmulator, request: Request) -> Response:
             continue
         try:
             return action(emu, request, match.group(1) if match.groups() else "")
+        except ApiError as error:
+            return error.response()
         except (ValueError, TypeError) as error:
             # Bad JSON, unknown fields, wrong types: the caller's mistake, said plainly.
             return openai_error(400, str(error)).response()

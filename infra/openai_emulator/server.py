@@ -13,7 +13,10 @@ from infra.openai_emulator import control
 from infra.openai_emulator.api import API_STYLES, ApiSurface
 from infra.openai_emulator.faults import Fault, FaultSet
 from infra.openai_emulator.http_server import EmulatorHTTPServer
+from infra.openai_emulator.lifecycle import LifecycleThread
 from infra.openai_emulator.store import BatchStore
+from infra.openai_emulator.webhook_sender import WebhookSender
+from infra.openai_emulator.webhook_settings import WebhookSettings
 from infra.openai_emulator.wire import Abort, RecordedRequest, Reply, Request
 from infra.servers import ManagedServer
 
@@ -40,6 +43,8 @@ class OpenAIEmulator(ManagedServer):
         host: str = "127.0.0.1",
         latency_seconds: float = 0.0,
         max_recorded_requests: int = 100_000,
+        webhook_settings: WebhookSettings | None = None,
+        webhook_secret: str | None = None,
     ) -> None:
         if api_style not in API_STYLES:
             raise ValueError(f"api_style must be one of {API_STYLES}, not {api_style!r}")
@@ -52,6 +57,10 @@ class OpenAIEmulator(ManagedServer):
         self._lock = threading.Lock()
         self._api_keys = frozenset(api_keys)
         self._store = BatchStore(clock, cancel_delay_seconds, self._lock)
+        # Terminal status changes become webhook deliveries (none while no url is set).
+        self.webhooks = WebhookSender(webhook_settings, webhook_secret, clock=clock)
+        self._store.on_terminal = self.webhooks.state_changed
+        self._lifecycle = LifecycleThread(self._store, clock)
         self._faults = FaultSet(self._lock)
         self._surface = ApiSurface(api_style, self.path_prefix)
         self._log: deque[RecordedRequest] = deque(maxlen=max_recorded_requests)
@@ -66,12 +75,16 @@ class OpenAIEmulator(ManagedServer):
         server = EmulatorHTTPServer((self.host, self._requested_port), self.respond)
         self._port = server.port
         self._server = server.start(f"openai-emulator:{self._port}")
+        self.webhooks.start()
+        self._lifecycle.start()
         logger.info("OpenAI emulator listening on %s", self.base_url)
         return self
 
     def stop(self) -> None:
         server, self._server = self._server, None
         if server is not None:
+            self._lifecycle.stop()
+            self.webhooks.stop()
             server.stop()
 
     @property
@@ -112,6 +125,11 @@ class OpenAIEmulator(ManagedServer):
             cancel_delay_seconds,
             **extra,
         )
+
+    def finish(self, batch_id: str, status: str) -> dict[str, Any]:
+        """Move a running batch to a terminal status now (completed, failed, expired or
+        cancelled): a state change, so a webhook goes out when they are configured."""
+        return self._store.finish(batch_id, status)
 
     def seed_many(self, n: int, status: str = "in_progress", **kw: Any) -> list[dict[str, Any]]:
         if "batch_id" in kw or "id" in kw:
@@ -204,10 +222,13 @@ class OpenAIEmulator(ManagedServer):
             self._log.clear()
 
     def reset(self) -> None:
-        """No batches, no faults, no fault counts, empty request log."""
+        """No batches, no faults, no fault counts, empty request log, no webhook deliveries
+        or webhook faults (the webhook url and secret stay)."""
         self._store.clear()
         self._faults.clear(counts=True)
         self.clear_requests()
+        self.webhooks.faults.clear(counts=True)
+        self.webhooks.clear()
 
     # -- request handling (called on server threads) --------------------------------------
 

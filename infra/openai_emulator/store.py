@@ -1,25 +1,31 @@
-"""Batch objects and their lifecycle, computed lazily from the clock on every read."""
+"""Batch objects and their lifecycle, computed lazily from the clock on every read.
+
+A state change to a terminal status is reported to `on_terminal` (the webhook sender) when
+it happens: `advance_due()`, called by the emulator's lifecycle thread, applies each pending
+cancel at its due time even when nobody reads the batch."""
 
 from __future__ import annotations
 
 import copy
+import heapq
 import secrets
-import string
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from infra.openai_emulator.batch_object import new_batch
 from infra.openai_emulator.errors import not_found, openai_error
 
 CANCELLABLE_STATUSES = frozenset({"validating", "in_progress", "finalizing"})
 TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
 BATCH_STATUSES = CANCELLABLE_STATUSES | TERMINAL_STATUSES | {"cancelling"}
 
+# Told (under the store's lock: it must not block) batch ID, new status and the exact time.
+TerminalListener = Callable[[str, str, float], None]
+
 DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
-EXPIRY_SECONDS = 24 * 60 * 60
 MIN_LIMIT, MAX_LIMIT, DEFAULT_LIMIT = 1, 100, 20
-_ALNUM = string.ascii_letters + string.digits
 
 
 # The endpoints CreateBatchRequest allows in the official spec.
@@ -39,10 +45,6 @@ BATCH_ENDPOINTS = frozenset(
 
 def new_batch_id() -> str:
     return "batch_" + secrets.token_hex(12)
-
-
-def _file_id() -> str:
-    return "file-" + "".join(secrets.choice(_ALNUM) for _ in range(22))
 
 
 @dataclass
@@ -74,6 +76,11 @@ class BatchStore:
         self.cancel_lag_seconds: float | None = None
         self._lock = lock or threading.Lock()
         self._records: dict[str, _Record] = {}
+        self.on_terminal: TerminalListener | None = None
+        # (when, batch ID): moments a pending cancel changes a batch's status; `wake` is set
+        # whenever one is added, so the lifecycle thread re-reads the earliest.
+        self._due: list[tuple[float, str]] = []
+        self.wake = threading.Event()
 
     def seed(
         self,
@@ -93,7 +100,7 @@ class BatchStore:
         extra.pop("id", None)
         with self._lock:
             now = self._clock()
-            batch = _new_batch(
+            batch = new_batch(
                 batch_id or new_batch_id(),
                 status,
                 int(now) if created_at is None else int(created_at),
@@ -107,6 +114,7 @@ class BatchStore:
                 record.cancel_started = now
                 record.cancel_delay = self._delay_for(record)
                 batch["cancelling_at"] = int(now)
+                self._schedule(now + record.cancel_delay, batch["id"])
             self._records[batch["id"]] = record  # re-seeding an id replaces it
             return self._view(record, now)
 
@@ -154,6 +162,7 @@ class BatchStore:
     def clear(self) -> None:
         with self._lock:
             self._records.clear()
+            self._due.clear()
 
     def cancel(self, batch_id: str) -> dict[str, Any]:
         with self._lock:
@@ -169,6 +178,7 @@ class BatchStore:
                 answer = self._view(record, now)
                 if record.cancel_takes_effect is None:
                     record.cancel_takes_effect = now + self.cancel_lag_seconds
+                    self._schedule(record.cancel_takes_effect, batch_id)
                     self._advance(record, now)
                 return answer
             if status in CANCELLABLE_STATUSES:
@@ -176,8 +186,42 @@ class BatchStore:
                 record.cancel_delay = self._delay_for(record)
                 record.batch["status"] = "cancelling"
                 record.batch["cancelling_at"] = int(now)
+                self._schedule(now + record.cancel_delay, batch_id)
             # Already `cancelling`: answered with the current object, like the real API.
             return self._view(record, now)
+
+    def finish(self, batch_id: str, status: str) -> dict[str, Any]:
+        """Move a batch that is not terminal to a terminal status now (as OpenAI would on its
+        own: completed, failed, expired; or cancelled), with that status's timestamp."""
+        if status not in TERMINAL_STATUSES:
+            raise ValueError(f"status must be one of {sorted(TERMINAL_STATUSES)}")
+        with self._lock:
+            record = self._records.get(batch_id)
+            if record is None:
+                raise not_found(batch_id)
+            now = self._clock()
+            self._advance(record, now)
+            current = record.batch["status"]
+            if current in TERMINAL_STATUSES:
+                raise openai_error(409, f"The batch is already '{current}'.")
+            record.cancel_started = record.cancel_takes_effect = None
+            record.batch["status"] = status
+            record.batch[f"{status}_at"] = int(now)
+            if status == "completed":
+                record.batch["finalizing_at"] = record.batch["finalizing_at"] or int(now)
+            self._terminal(batch_id, status, now)
+            return self._view(record, now)
+
+    def advance_due(self) -> float | None:
+        """Apply every status change due by now; the time of the next one, if any."""
+        with self._lock:
+            now = self._clock()
+            while self._due and self._due[0][0] <= now:
+                _, batch_id = heapq.heappop(self._due)
+                record = self._records.get(batch_id)
+                if record is not None:
+                    self._advance(record, now)
+            return self._due[0][0] if self._due else None
 
     def list_page(self, after: str | None, limit_text: str | None) -> dict[str, Any]:
         limit = _parse_limit(limit_text)
@@ -220,12 +264,23 @@ class BatchStore:
             record.cancel_delay = self._delay_for(record)
             batch["status"] = "cancelling"
             batch["cancelling_at"] = int(effect)
+            self._schedule(effect + record.cancel_delay, batch["id"])
         if batch["status"] != "cancelling" or record.cancel_started is None:
             return
         finished = record.cancel_started + record.cancel_delay
         if now >= finished:
             batch["status"] = "cancelled"
             batch["cancelled_at"] = int(finished)
+            record.cancel_started = None  # applied once: later reads change nothing
+            self._terminal(batch["id"], "cancelled", finished)
+
+    def _schedule(self, when: float, batch_id: str) -> None:
+        heapq.heappush(self._due, (when, batch_id))
+        self.wake.set()
+
+    def _terminal(self, batch_id: str, status: str, at: float) -> None:
+        if self.on_terminal is not None:
+            self.on_terminal(batch_id, status, at)
 
     def _view(self, record: _Record, now: float) -> dict[str, Any]:
         self._advance(record, now)
@@ -261,61 +316,3 @@ def _parse_limit(text: str | None) -> int:
             code="integer_above_max_value",
         )
     return limit
-
-
-def _new_batch(
-    batch_id: str,
-    status: str,
-    created_at: int,
-    metadata: dict[str, str] | None,
-    endpoint: str,
-    model: str,
-) -> dict[str, Any]:
-    """Every field of the spec's Batch schema, in its order, nulls included."""
-    started = status != "validating"
-    total = 100
-    completed = total if status == "completed" else 0
-    return {
-        "id": batch_id,
-        "object": "batch",
-        "endpoint": endpoint,
-        "model": model,
-        "errors": _errors() if status == "failed" else None,
-        "input_file_id": _file_id(),
-        "completion_window": "24h",
-        "status": status,
-        "output_file_id": _file_id() if status == "completed" else None,
-        "error_file_id": None,
-        "created_at": created_at,
-        "in_progress_at": created_at if started and status != "failed" else None,
-        "expires_at": created_at + EXPIRY_SECONDS,
-        "finalizing_at": created_at if status in ("finalizing", "completed") else None,
-        "completed_at": created_at if status == "completed" else None,
-        "failed_at": created_at if status == "failed" else None,
-        "expired_at": created_at + EXPIRY_SECONDS if status == "expired" else None,
-        "cancelling_at": created_at if status in ("cancelling", "cancelled") else None,
-        "cancelled_at": created_at if status == "cancelled" else None,
-        "request_counts": {"total": total if started else 0, "completed": completed, "failed": 0},
-        "usage": {
-            "input_tokens": 0,
-            "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens": 0,
-            "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": 0,
-        },
-        "metadata": metadata,
-    }
-
-
-def _errors() -> dict[str, Any]:
-    return {
-        "object": "list",
-        "data": [
-            {
-                "code": "invalid_json_line",
-                "message": "This line is not parseable as valid JSON.",
-                "param": None,
-                "line": 1,
-            }
-        ],
-    }

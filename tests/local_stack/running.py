@@ -27,6 +27,7 @@ def environment(**extra: str) -> dict[str, str]:
             "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
             "LOCAL_AWS_PORT": "0",
             "LOCAL_OPENAI_PORT": "0",
+            "LOCAL_WEBHOOK_PORT": "0",
             **extra,
         }
     )
