@@ -4,7 +4,8 @@ Bookkeeping (docs/exactly-once.md): the event ledger (`pending_events`, `announc
 `claim <detail type>` per owed event); the status-check chain following a batch after a cancel
 until it is terminal (`watch_id`, `watch_since`, `poll_attempt`, `poll_step`, `poll_advanced_at`,
 and `stalled_watch`: the watch whose stall the ledger's stall entry is about); and
-`follow_through`, present while the record is followed or owes an event (the reconciler's index).
+`follow_through`, present while the record is followed or owes an event (the reconciler's index);
+`cancel_schedule`, the name of a `cancel_at` schedule waiting for the batch (pending_schedules).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from batch_canceller.json_values import from_item
 from batch_canceller.statuses import is_terminal
 
 CLAIM_PREFIX = "claim "
+SCHEDULE_NOTE = "cancel_schedule"
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class BatchRecord:
     stalled_watch: str | None = None
     follow_through: bool = False
     claims: Mapping[str, Claim] = field(default_factory=dict)
+    cancel_schedule: str | None = None
 
     @classmethod
     def from_attributes(cls, attributes: dict[str, Any]) -> BatchRecord:
@@ -68,6 +71,7 @@ class BatchRecord:
                 for key, value in item.items()
                 if key.startswith(CLAIM_PREFIX) and isinstance(value, dict)
             },
+            cancel_schedule=item.get(SCHEDULE_NOTE),
         )
 
     def ledger(self, detail_type: str) -> Ledger:
