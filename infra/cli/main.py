@@ -20,6 +20,10 @@ from infra.cli.output import PROG, print_error
 from infra.cli.target import DEFAULT_STATE_FILE, STACK_ENV, Target, resolve_target
 
 EXIT_INTERRUPTED = 130
+REQUESTED_BY_HELP = (
+    "who asked, stored on each record (default: the AWS caller identity's ARN on a deployed"
+    " stack, $USER@$HOSTNAME on the local one)"
+)
 
 DESCRIPTION = """\
 Operate batch-canceller: queue cancels, read the records, manage scheduled cancellations,
@@ -50,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"batch IDs per command (1-{MAX_BATCH_IDS}; default %(default)s)",
     )  # fmt: skip
     send.add_argument("--reason", help="why; stored with each record")
-    send.add_argument("--requested-by", metavar="WHO", help="who asked (default: $USER@$HOSTNAME)")
+    send.add_argument("--requested-by", metavar="WHO", help=REQUESTED_BY_HELP)
     send.add_argument(
         "--at", metavar="TIME",
         help="cancel later: ISO-8601 with an offset (2026-01-01T06:00:00+00:00) or +2h, +30m, +1d",
@@ -135,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow a sweep without a filter (every running batch); on a terminal, asks first",
     )  # fmt: skip
     sweep.add_argument("--yes", action="store_true", help="with --all: do not ask (for scripts)")
+    sweep.add_argument("--requested-by", metavar="WHO", help=REQUESTED_BY_HELP)
     _json_option(sweep)
     _target_options(sweep, nested=True)
     sweep.set_defaults(command_parser=sweep)
@@ -211,6 +216,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         all=args.all,
         yes=args.yes,
         json=args.json,
+        requested_by=args.requested_by,
     )
     return sweep_command.run(target, options_sweep)
 

@@ -12,6 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from batch_canceller.commands import InvalidInput, validate_batch_id
 from batch_canceller.json_values import from_item, plain
 from infra.cli import EXIT_FAILED, EXIT_OK, OperationFailed, UsageError
+from infra.cli.flags import in_flags
 from infra.cli.output import print_json, print_lines, print_note, print_table, shorten
 from infra.cli.owed_events import explain
 from infra.cli.target import Target
@@ -182,7 +183,7 @@ def _validated(ids: Sequence[str]) -> list[str]:
         try:
             good.append(validate_batch_id(value))
         except InvalidInput as exc:
-            bad.append(str(exc))
+            bad.append(in_flags("status", str(exc)))
     if bad:
         raise UsageError("; ".join(bad))
     return good
