@@ -18,6 +18,7 @@ from infra.cli import status as status_command
 from infra.cli import sweep as sweep_command
 from infra.cli.output import PROG, print_error
 from infra.cli.target import DEFAULT_STATE_FILE, STACK_ENV, Target, resolve_target
+from infra.local_stack.paths import state_file
 
 EXIT_INTERRUPTED = 130
 REQUESTED_BY_HELP = (
@@ -269,7 +270,7 @@ def _local_option_values(arguments: list[str]) -> list[str]:
                 result.append(f"--local={following}")
                 index += 2
                 continue
-            result.append(f"--local={DEFAULT_STATE_FILE}")
+            result.append(f"--local={state_file()}")
         else:
             result.append(word)
         index += 1

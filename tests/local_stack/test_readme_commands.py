@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import time
+from pathlib import Path
 
 from infra.local_stack.banner import EXPORT_END, EXPORT_MARKER
 from tests.local_stack.running import ROOT, environment, running
@@ -37,13 +38,20 @@ def bash(exports: str, script: str, env: dict[str, str]) -> subprocess.Completed
     )  # fmt: skip
 
 
-def test_the_readme_and_banner_commands_run_verbatim_after_the_export_block() -> None:
+def test_the_readme_and_banner_commands_run_verbatim_after_the_export_block(
+    tmp_path: Path,
+) -> None:
     blocks = readme_blocks()
     assert len(blocks) == 3, "the README's marked blocks: the local stack, sending, operate"
+    # Its state, env.sh and log in a temporary directory: the checkout stays clean. The
+    # commands get it from the export block alone (the shell they run in does not set it).
     env = environment()
-    with running(["make", "--no-print-directory", "local"], ROOT, env) as (_, printed):
+    stack_env = {**env, "LOCAL_STACK_DIR": str(tmp_path)}
+    with running(["make", "--no-print-directory", "local"], ROOT, stack_env) as (_, printed):
         assert printed.startswith(EXPORT_MARKER), printed[:300]  # the block comes first
         exports = export_block(printed)
+        assert f"export LOCAL_STACK_DIR={tmp_path}" in exports
+        assert (tmp_path / "state.json").is_file()
         for command in [*banner_commands(printed), blocks[1], blocks[2]]:
             result = bash(exports, command, env)
             assert result.returncode == 0, (command, result.stdout, result.stderr)
