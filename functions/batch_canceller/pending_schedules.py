@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from batch_canceller.concurrency import MapFn
+from batch_canceller.deadline import FINISH_SECONDS, Deadline
 from batch_canceller.item_table import ItemTable
 from batch_canceller.observability import Tally, logger
 from batch_canceller.records import SCHEDULE_NOTE, BatchRecord
-from batch_canceller.schedule_writer import ScheduleError, classify
+from batch_canceller.schedule_writer import CALL_SECONDS, ScheduleError, classify
 from batch_canceller.statuses import TERMINAL_RANK, is_terminal
 
 if TYPE_CHECKING:
@@ -73,9 +74,9 @@ class PendingSchedules:
     def _client(self) -> EventBridgeSchedulerClient:
         return self._make_client()
 
-    def noted(self, batch_id: str, name: str) -> None:
+    def noted(self, batch_id: str, name: str, may_call: Callable[[], bool]) -> None:
         """After the schedule `name` was written for the batch: note it, or, if the batch is
-        terminal already, delete it."""
+        terminal already, delete it (when `may_call()` leaves time for the call)."""
         try:
             if self._notes.note(batch_id, name):
                 return
@@ -83,10 +84,16 @@ class PendingSchedules:
             # Not noted: the schedule still cancels at its time; only its removal is lost.
             self._failed(batch_id, "schedule not noted on the record", type(exc).__name__)
             return
-        self._delete(batch_id, name)
+        if may_call():
+            self._delete(batch_id, name)
+        else:
+            self._failed(batch_id, "schedule not deleted", "no time left")
 
-    def settle(self, records: Iterable[BatchRecord | None], map_fn: MapFn = map) -> None:
-        """Delete the schedules of the terminal records that note one, and their notes."""
+    def settle(
+        self, records: Iterable[BatchRecord | None], deadline: Deadline, map_fn: MapFn = map
+    ) -> None:
+        """Delete the schedules of the terminal records that note one, and their notes; none
+        is started that could end after the time kept for answering."""
         due = [
             record
             for record in records
@@ -96,10 +103,13 @@ class PendingSchedules:
         ]
         if due:
             _ = self._client  # made here, not by several threads at once
-            list(map_fn(self._remove, due))
+            list(map_fn(lambda record: self._remove(record, deadline), due))
 
-    def _remove(self, record: BatchRecord) -> None:
+    def _remove(self, record: BatchRecord, deadline: Deadline) -> None:
         name = str(record.cancel_schedule)
+        if not deadline.leaves(CALL_SECONDS + FINISH_SECONDS):
+            self._failed(record.batch_id, "schedule not deleted", "no time left")
+            return
         if not self._delete(record.batch_id, name):
             return
         try:

@@ -24,7 +24,6 @@ from batch_canceller.follow_up import PollSettings
 from batch_canceller.observability import Tally
 from batch_canceller.pending_schedules import PendingSchedules
 from batch_canceller.queue import OutgoingMessage, QueueSender
-from batch_canceller.schedule_writer import CALL_SECONDS
 from batch_canceller.store import BatchStore
 from batch_canceller.work import WorkItem, WorkResult, WorkRunner
 
@@ -68,9 +67,9 @@ class CancelProcessor:
         results = list(self._map(run_one, items))
         results = self._send_checks(results, deadline)
         verdicts = self._announcer.announce(owed_events(results), deadline, lease)
-        if self._schedules is not None and deadline.leaves(CALL_SECONDS + FINISH_SECONDS):
+        if self._schedules is not None:
             # A batch that ended needs its waiting cancel_at schedule no more (best effort).
-            self._schedules.settle((result.record for result in results), self._map)
+            self._schedules.settle((result.record for result in results), deadline, self._map)
         return [_with_verdicts(result, verdicts) for result in results]
 
     def confirm(self, receipts: Sequence[PublicationReceipt]) -> list[bool]:

@@ -136,7 +136,7 @@ class CancellationScheduler:
             if result.written is Written.CONFIGURATION:
                 stop.set()
             elif result.written is Written.SCHEDULED and self._pending is not None:
-                self._pending.noted(batch_id, schedule_name(batch_id))
+                self._pending.noted(batch_id, schedule_name(batch_id), may_call)
             return result
 
         ids = command.batch_ids
