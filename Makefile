@@ -11,12 +11,17 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-# Silent but for one line on stderr, so `make local` still prints its export block first.
+# Progress on stderr (a line per step, and per package pip collects), so that stdout stays
+# clean: `make local` still prints its export block first.
 $(STAMP): pyproject.toml functions/requirements.txt
-	@echo "installing the Python environment into $(VENV) (first run, or pyproject.toml changed: about a minute)..." >&2
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing the Python environment into $(VENV) (first run, or pyproject.toml changed: about a minute)" >&2
+	@test -x $(BIN)/python || { echo "  [1/3] creating $(VENV) with $(PYTHON)" >&2; $(PYTHON) -m venv $(VENV); }
+	@echo "  [2/3] upgrading pip" >&2
 	@$(BIN)/python -m pip install --quiet --upgrade pip
-	@$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	@echo "  [3/3] installing the project and its dev tools:" >&2
+	@set -o pipefail; $(BIN)/python -m pip install --progress-bar off -e '.[dev,bench]' 2>&1 \
+		| { grep --line-buffered -E '^(Collecting|Successfully installed|ERROR|error)' || true; } \
+		| cut -c1-100 | sed -u 's/^/        /' >&2
 	@touch $(STAMP)
 
 test: venv

@@ -22,6 +22,7 @@ from batch_canceller.concurrency import MapFn
 from batch_canceller.deadline import FINISH_SECONDS, Deadline
 from batch_canceller.follow_up import PollSettings
 from batch_canceller.observability import Tally
+from batch_canceller.pending_schedules import PendingSchedules
 from batch_canceller.queue import OutgoingMessage, QueueSender
 from batch_canceller.store import BatchStore
 from batch_canceller.work import WorkItem, WorkResult, WorkRunner
@@ -42,6 +43,7 @@ class CancelProcessor:
         tally: Tally,
         clock: Callable[[], datetime],
         receipt_grace_seconds: float = RECEIPT_GRACE_SECONDS,
+        schedules: PendingSchedules | None = None,
     ) -> None:
         self._runner = runner
         self._store = store
@@ -52,6 +54,7 @@ class CancelProcessor:
         self._tally = tally
         self._clock = clock
         self._grace = receipt_grace_seconds
+        self._schedules = schedules
 
     def run(self, items: Sequence[WorkItem], deadline: Deadline) -> list[WorkResult]:
         # Claims this run writes last until no PutEvents of it can still be in flight, and its
@@ -64,6 +67,9 @@ class CancelProcessor:
         results = list(self._map(run_one, items))
         results = self._send_checks(results, deadline)
         verdicts = self._announcer.announce(owed_events(results), deadline, lease)
+        if self._schedules is not None:
+            # A batch that ended needs its waiting cancel_at schedule no more (best effort).
+            self._schedules.settle((result.record for result in results), deadline, self._map)
         return [_with_verdicts(result, verdicts) for result in results]
 
     def confirm(self, receipts: Sequence[PublicationReceipt]) -> list[bool]:

@@ -5,7 +5,8 @@ Bookkeeping (docs/exactly-once.md): the event ledger (`pending_events`, `announc
 until it is terminal (`watch_id`, `watch_since`, `poll_attempt`, `poll_step`, `poll_advanced_at`,
 and `stalled_watch`: the watch whose stall the ledger's stall entry is about);
 `follow_through`, present while the record is followed or owes an event (the reconciler's index);
-`webhook_events` and `ended_by`, what webhook notices did to it (`webhook_notice`).
+`webhook_events` and `ended_by`, what webhook notices did to it (`webhook_notice`);
+`cancel_schedule`, the name of a `cancel_at` schedule waiting for the batch (pending_schedules).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from batch_canceller.json_values import from_item
 from batch_canceller.statuses import is_terminal
 
 CLAIM_PREFIX = "claim "
+SCHEDULE_NOTE = "cancel_schedule"
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class BatchRecord:
     # one of those refreshes was the write that made the batch terminal.
     webhook_events: frozenset[str] = frozenset()
     ended_by: str | None = None
+    cancel_schedule: str | None = None
 
     @classmethod
     def from_attributes(cls, attributes: dict[str, Any]) -> BatchRecord:
@@ -75,6 +78,7 @@ class BatchRecord:
             },
             webhook_events=frozenset(item.get("webhook_events", ())),
             ended_by=item.get("ended_by"),
+            cancel_schedule=item.get(SCHEDULE_NOTE),
         )
 
     def ledger(self, detail_type: str) -> Ledger:

@@ -61,7 +61,9 @@ class Written(enum.Enum):
     CONFIGURATION = "configuration"  # the role or the group is wrong: no ID can be scheduled
 
 
-class _Error(enum.Enum):
+class ScheduleError(enum.Enum):
+    """What a Scheduler error means for one schedule (also for deleting one: pending_schedules)."""
+
     EXISTS = "exists"
     GONE = "gone"
     TRANSIENT = "transient"
@@ -76,22 +78,22 @@ class WriteResult:
     reason: str | None = None
 
 
-def _classify(exc: ClientError | BotoCoreError) -> tuple[_Error, str]:
+def classify(exc: ClientError | BotoCoreError) -> tuple[ScheduleError, str]:
     if isinstance(exc, BotoCoreError):
-        return _Error.TRANSIENT, type(exc).__name__  # timeouts, connection errors
+        return ScheduleError.TRANSIENT, type(exc).__name__  # timeouts, connection errors
     error = exc.response.get("Error", {})
     code = str(error.get("Code", ""))
     status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
     reason = f"{code}: {str(error.get('Message', ''))[:200]}"
     if code == "ConflictException":
-        return _Error.EXISTS, reason
+        return ScheduleError.EXISTS, reason
     if code == "ResourceNotFoundException":
-        return _Error.GONE, reason
+        return ScheduleError.GONE, reason
     if code in _TRANSIENT_CODES or status >= 500 or status == 429:
-        return _Error.TRANSIENT, reason
+        return ScheduleError.TRANSIENT, reason
     if code in _CONFIGURATION_CODES or status in (401, 403):
-        return _Error.CONFIGURATION, reason
-    return _Error.PERMANENT, reason
+        return ScheduleError.CONFIGURATION, reason
+    return ScheduleError.PERMANENT, reason
 
 
 def write_schedule(
@@ -114,16 +116,16 @@ def write_schedule(
                 client.update_schedule(**definition)
             return WriteResult(batch_id, Written.SCHEDULED)
         except (ClientError, BotoCoreError) as exc:
-            kind, reason = _classify(exc)
-        if kind is _Error.EXISTS and create:
+            kind, reason = classify(exc)
+        if kind is ScheduleError.EXISTS and create:
             create = False  # an earlier command's schedule (or this one's): now this time
-        elif kind is _Error.GONE and not create:
+        elif kind is ScheduleError.GONE and not create:
             create = True  # it fired and deleted itself since the create
-        elif kind is _Error.GONE:
+        elif kind is ScheduleError.GONE:
             return WriteResult(batch_id, Written.CONFIGURATION, reason)  # no such group
-        elif kind is _Error.PERMANENT:
+        elif kind is ScheduleError.PERMANENT:
             return WriteResult(batch_id, Written.REJECTED, reason)
-        elif kind is _Error.CONFIGURATION:
+        elif kind is ScheduleError.CONFIGURATION:
             return WriteResult(batch_id, Written.CONFIGURATION, reason)
         else:
             # A conflict on the update is another writer's update in flight: try later too.

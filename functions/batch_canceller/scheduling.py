@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from batch_canceller.commands import CancelCommand, InvalidInput
 from batch_canceller.deadline import Deadline
 from batch_canceller.observability import Tally, logger
+from batch_canceller.pending_schedules import PendingSchedules
 from batch_canceller.queue import OutgoingMessage, QueueSender
 from batch_canceller.records import utc_now
 from batch_canceller.schedule_writer import CALL_SECONDS, WriteResult, Written, write_schedule
@@ -66,6 +67,7 @@ class CancellationScheduler:
         clock: Callable[[], datetime] = utc_now,
         tally: Tally | None = None,
         workers: int = SCHEDULE_WORKERS,
+        pending: PendingSchedules | None = None,
     ) -> None:
         # Made on first use: most containers never schedule, and a client costs cold start.
         self._make_client = client
@@ -76,6 +78,7 @@ class CancellationScheduler:
         self._clock = clock
         self._tally = tally or Tally()
         self._workers = workers
+        self._pending = pending
 
     @functools.cached_property
     def _client(self) -> EventBridgeSchedulerClient:
@@ -132,6 +135,8 @@ class CancellationScheduler:
             )
             if result.written is Written.CONFIGURATION:
                 stop.set()
+            elif result.written is Written.SCHEDULED and self._pending is not None:
+                self._pending.noted(batch_id, schedule_name(batch_id), may_call)
             return result
 
         ids = command.batch_ids

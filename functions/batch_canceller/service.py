@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -24,6 +25,7 @@ from batch_canceller.event_ledger import EventLedger
 from batch_canceller.follow_up import PollSettings
 from batch_canceller.observability import Tally
 from batch_canceller.openai_api import ApiEndpoint, OpenAIBatchClient
+from batch_canceller.pending_schedules import PendingSchedules, ScheduleNotes
 from batch_canceller.processor import CancelProcessor
 from batch_canceller.queue import DeadLetterSender, QueueSender
 from batch_canceller.reconcile import Reconciler
@@ -123,6 +125,21 @@ def build_application(
     )
     # Work on the pool's threads runs under the deadline of the invocation that submitted it.
     map_fn = carrying_deadline(workers.map)
+    # One client for both, made on first use (by one thread: the scheduler makes it before its
+    # threads start, the processor before its map).
+    scheduler_client = functools.cache(
+        lambda: session.client("scheduler", config=config.merge(SCHEDULER_CALLS))
+    )
+    pending = (
+        PendingSchedules(
+            ScheduleNotes(dynamodb, settings.batches_table_name, clock),
+            scheduler_client,
+            settings.schedule_group_name,
+            tally,
+        )
+        if settings.scheduler_role_arn is not None
+        else None
+    )
     processor = CancelProcessor(
         runner=WorkRunner(
             api, store, poll, tally, key_source.redact, clock, webhooks=settings.webhooks_enabled
@@ -141,11 +158,12 @@ def build_application(
         tally=tally,
         clock=clock,
         receipt_grace_seconds=settings.receipt_grace_seconds,
+        schedules=pending,
     )
     sweeper = Sweeper(api, queue, publisher)
     scheduler = CancellationScheduler(
         # One attempt per call, bounded in time: the writes stop before the deadline.
-        lambda: session.client("scheduler", config=config.merge(SCHEDULER_CALLS)),
+        scheduler_client,
         settings.schedule_group_name,
         settings.scheduler_role_arn,
         # Set whenever the role is (Settings checks it); without the role cancel_at is refused.
@@ -153,6 +171,7 @@ def build_application(
         queue,
         clock,
         tally,
+        pending=pending,
     )
     return Application(
         processor=processor,

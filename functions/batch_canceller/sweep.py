@@ -23,7 +23,7 @@ from batch_canceller.statuses import DetailType
 
 PAGE_SIZE = 100  # the API's maximum
 IDS_PER_MESSAGE = 100
-SWEEP_REQUESTED_BY = "batch-canceller sweep"
+SWEEP_REQUESTED_BY = "batch-canceller sweep"  # a sweep that does not say who ran it
 # A dry run's answer lists at most this many IDs (the summary still counts all).
 MAX_LISTED_IN_ANSWER = 1000
 # How old a batch can be and still not be terminal. The spec's `completion_window` enum has one
@@ -122,6 +122,7 @@ class Sweeper:
         complete = listing.complete and (sweep.dry_run or queued == len(limited))
         summary = {
             "policy": sweep.describe(),
+            "requested_by": sweep.requested_by or SWEEP_REQUESTED_BY,
             "dry_run": sweep.dry_run,
             "listed": listed,
             "pages": listing.pages,
@@ -188,7 +189,8 @@ class Sweeper:
         answering Lambda after; how many IDs were queued. The time a call is planned for is
         SEND_BATCH_SECONDS, or the slowest call seen so far if SQS is slower today."""
         reason = "sweep " + ", ".join(f"{k}={v}" for k, v in sweep.describe().items())
-        messages = command_messages(batch_ids, reason[:1024], SWEEP_REQUESTED_BY, IDS_PER_MESSAGE)
+        requested_by = sweep.requested_by or SWEEP_REQUESTED_BY
+        messages = command_messages(batch_ids, reason[:1024], requested_by, IDS_PER_MESSAGE)
         queued = 0
         call_seconds = SEND_BATCH_SECONDS
         for start in range(0, len(messages), SEND_BATCH_MAX_ENTRIES):

@@ -18,8 +18,9 @@ MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 512
 MAX_STATUSES = 16
+MAX_REQUESTED_BY = 1024  # as a command's requested_by
 SELECTING_FILTERS = ("older_than_minutes", "metadata", "endpoint", "model", "statuses")
-SWEEP_FIELDS = frozenset({*SELECTING_FILTERS, "dry_run", "max_cancels", "all"})
+SWEEP_FIELDS = frozenset({*SELECTING_FILTERS, "dry_run", "max_cancels", "all", "requested_by"})
 # Under a minute, `older_than_minutes` leaves out only batches created within the last seconds:
 # in effect every batch, so it does not count as selecting.
 MIN_SELECTING_MINUTES = 1
@@ -42,6 +43,8 @@ class SweepRequest:
     max_cancels: int | None = None
     # `"all": true`: the sender means every batch (filters given beside it still apply).
     all_batches: bool = False
+    # Who ran it (the CLI sends its user); stored as the `requested_by` of every cancel.
+    requested_by: str | None = None
 
     def selects(self) -> bool:
         """Whether any filter leaves out some non-terminal batch. These do not: an empty
@@ -89,6 +92,7 @@ def parse_sweep(message: Fields) -> SweepRequest:
         dry_run=bool(sweep.boolean("dry_run")),
         max_cancels=sweep.integer("max_cancels", 1, MAX_SWEEP_CANCELS),
         all_batches=bool(sweep.boolean("all")),
+        requested_by=sweep.text("requested_by", MAX_REQUESTED_BY, null_is_absent=True),
     )
     if request.needs_all():
         raise UnselectiveSweep(

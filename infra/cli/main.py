@@ -21,8 +21,13 @@ from infra.cli import sweep as sweep_command
 from infra.cli import webhook as webhook_command
 from infra.cli.output import PROG, print_error
 from infra.cli.target import DEFAULT_STATE_FILE, STACK_ENV, Target, resolve_target
+from infra.local_stack.paths import state_file
 
 EXIT_INTERRUPTED = 130
+REQUESTED_BY_HELP = (
+    "who asked, stored on each record (default: the AWS caller identity's ARN on a deployed"
+    " stack, $USER@$HOSTNAME on the local one)"
+)
 
 DESCRIPTION = """\
 Operate batch-canceller: queue cancels, read the records, manage scheduled cancellations,
@@ -36,37 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     _target_options(parser, nested=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    send = commands.add_parser(
-        "send",
-        allow_abbrev=False,
-        help="queue cancel commands for batch IDs",
-        description="Validate batch IDs, pack them into cancel commands, send them to the queue."
-        " IDs come from arguments, --file, or stdin ('-'); one per line, '#' comments.",
-    )
-    send.add_argument("ids", nargs="*", metavar="ID", help="batch IDs; '-' reads them from stdin")
-    send.add_argument(
-        "-f", "--file", dest="files", action="append", default=[], metavar="FILE",
-        help="read batch IDs from FILE ('-' for stdin); repeatable",
-    )  # fmt: skip
-    send.add_argument(
-        "--per-message", type=int, default=send_command.DEFAULT_PER_MESSAGE, metavar="N",
-        help=f"batch IDs per command (1-{MAX_BATCH_IDS}; default %(default)s)",
-    )  # fmt: skip
-    send.add_argument("--reason", help="why; stored with each record")
-    send.add_argument("--requested-by", metavar="WHO", help="who asked (default: $USER@$HOSTNAME)")
-    send.add_argument(
-        "--at", metavar="TIME",
-        help="cancel later: ISO-8601 with an offset (2026-01-01T06:00:00+00:00) or +2h, +30m, +1d",
-    )  # fmt: skip
-    send.add_argument(
-        "--skip-invalid", action="store_true", help="send the valid IDs even if some are invalid"
-    )
-    send.add_argument(
-        "--progress", action="store_true", help="show the progress bar even when not on a terminal"
-    )
-    _json_option(send)
-    _target_options(send, nested=True)
-    send.set_defaults(command_parser=send)
+    _add_send(commands)
 
     status = commands.add_parser(
         "status",
@@ -138,11 +113,46 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow a sweep without a filter (every running batch); on a terminal, asks first",
     )  # fmt: skip
     sweep.add_argument("--yes", action="store_true", help="with --all: do not ask (for scripts)")
+    sweep.add_argument("--requested-by", metavar="WHO", help=REQUESTED_BY_HELP)
     _json_option(sweep)
     _target_options(sweep, nested=True)
     sweep.set_defaults(command_parser=sweep)
     _webhook_parser(commands)
     return parser
+
+
+def _add_send(commands: Any) -> None:
+    send = commands.add_parser(
+        "send",
+        allow_abbrev=False,
+        help="queue cancel commands for batch IDs",
+        description="Validate batch IDs, pack them into cancel commands, send them to the queue."
+        " IDs come from arguments, --file, or stdin ('-'); one per line, '#' comments.",
+    )
+    send.add_argument("ids", nargs="*", metavar="ID", help="batch IDs; '-' reads them from stdin")
+    send.add_argument(
+        "-f", "--file", dest="files", action="append", default=[], metavar="FILE",
+        help="read batch IDs from FILE ('-' for stdin); repeatable",
+    )  # fmt: skip
+    send.add_argument(
+        "--per-message", type=int, default=send_command.DEFAULT_PER_MESSAGE, metavar="N",
+        help=f"batch IDs per command (1-{MAX_BATCH_IDS}; default %(default)s)",
+    )  # fmt: skip
+    send.add_argument("--reason", help="why; stored with each record")
+    send.add_argument("--requested-by", metavar="WHO", help=REQUESTED_BY_HELP)
+    send.add_argument(
+        "--at", metavar="TIME",
+        help="cancel later: ISO-8601 with an offset (2026-01-01T06:00:00+00:00) or +2h, +30m, +1d",
+    )  # fmt: skip
+    send.add_argument(
+        "--skip-invalid", action="store_true", help="send the valid IDs even if some are invalid"
+    )
+    send.add_argument(
+        "--progress", action="store_true", help="show the progress bar even when not on a terminal"
+    )
+    _json_option(send)
+    _target_options(send, nested=True)
+    send.set_defaults(command_parser=send)
 
 
 def _webhook_parser(commands: Any) -> None:
@@ -259,6 +269,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         all=args.all,
         yes=args.yes,
         json=args.json,
+        requested_by=args.requested_by,
     )
     return sweep_command.run(target, options_sweep)
 
@@ -322,7 +333,7 @@ def _local_option_values(arguments: list[str]) -> list[str]:
                 result.append(f"--local={following}")
                 index += 2
                 continue
-            result.append(f"--local={DEFAULT_STATE_FILE}")
+            result.append(f"--local={state_file()}")
         else:
             result.append(word)
         index += 1

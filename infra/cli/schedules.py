@@ -15,6 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from batch_canceller.commands import InvalidInput, validate_batch_id
 from batch_canceller.scheduling import NAME_PREFIX, legacy_name_prefix, schedule_name
 from infra.cli import EXIT_FAILED, EXIT_OK, OperationFailed, UsageError
+from infra.cli.flags import in_flags
 from infra.cli.output import print_error, print_json, print_lines, print_note, print_table, shorten
 from infra.cli.target import Target
 
@@ -79,7 +80,7 @@ def run_delete(
         try:
             validate_batch_id(batch_id)
         except InvalidInput as exc:
-            raise UsageError(str(exc)) from None
+            raise UsageError(in_flags("schedules delete", str(exc))) from None
     group = group_name(target)
     client = target.scheduler()
     deleted: list[str] = []

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
 import random
 import re
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -25,6 +22,7 @@ from botocore.exceptions import (
 from batch_canceller.commands import MAX_BATCH_IDS, MAX_TEXT_FIELD, InvalidInput, validate_batch_id
 from batch_canceller.scheduling import MAX_SCHEDULE_AHEAD
 from infra.cli import EXIT_FAILED, EXIT_OK, OperationFailed, UsageError
+from infra.cli.flags import check_payload
 from infra.cli.output import (
     ProgressBar,
     print_error,
@@ -34,6 +32,7 @@ from infra.cli.output import (
     print_warning,
     shorten,
 )
+from infra.cli.requester import requester
 from infra.cli.target import Target
 
 if TYPE_CHECKING:
@@ -117,9 +116,11 @@ def run(target: Target, options: SendOptions, stdin: TextIO | None = None) -> in
         raise UsageError(f"--per-message must be between 1 and {MAX_BATCH_IDS}")
     command = {
         "reason": _text_option("--reason", options.reason),
-        "requested_by": _text_option("--requested-by", options.requested_by or default_requester()),
+        "requested_by": _text_option("--requested-by", requester(target, options.requested_by)),
         "cancel_at": parse_at(options.at) if options.at else None,
     }
+    # The function's own parser on one message of these options (e.g. --requested-by).
+    check_payload("send", {"batch_id": "batch_x", **{k: v for k, v in command.items() if v}})
     candidates = _collect(options, stdin or sys.stdin)
     valid, invalid = _validate(candidates)
     if invalid and not options.skip_invalid:
@@ -158,17 +159,6 @@ def run(target: Target, options: SendOptions, stdin: TextIO | None = None) -> in
         print_error(f"{len(result.failed)} message(s) with {failed_ids} batch ID(s) were not sent")
         return EXIT_FAILED
     return EXIT_OK
-
-
-def default_requester() -> str:
-    user = os.environ.get("USER") or os.environ.get("USERNAME")
-    if not user:
-        try:
-            user = getpass.getuser()
-        except (OSError, KeyError):
-            user = "unknown"
-    host = os.environ.get("HOSTNAME") or socket.gethostname() or "localhost"
-    return f"{user}@{host}"
 
 
 def parse_at(text: str, now: datetime | None = None) -> str:

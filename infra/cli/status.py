@@ -12,7 +12,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from batch_canceller.commands import InvalidInput, validate_batch_id
 from batch_canceller.json_values import from_item, plain
 from infra.cli import EXIT_FAILED, EXIT_OK, OperationFailed, UsageError
-from infra.cli.output import print_json, print_note, print_table, shorten
+from infra.cli.flags import in_flags
+from infra.cli.output import print_json, print_lines, print_note, print_table, shorten
+from infra.cli.owed_events import explain
 from infra.cli.target import Target
 
 if TYPE_CHECKING:
@@ -70,6 +72,11 @@ def run(target: Target, options: StatusOptions) -> int:
         )
     else:
         print_table(HEADERS, (_row(row) for row in rows))
+        now = time.time()
+        # The table says "owed: Cancelled"; what that means for each one is said below it.
+        words = [line for row in rows if isinstance(row, dict) for line in explain(row, now)]
+        if words:
+            print_lines(["", *words])
         if options.pending and not rows:
             print_note("no batch is cancelling")
     missing = [row for row in rows if isinstance(row, str)]
@@ -176,7 +183,7 @@ def _validated(ids: Sequence[str]) -> list[str]:
         try:
             good.append(validate_batch_id(value))
         except InvalidInput as exc:
-            bad.append(str(exc))
+            bad.append(in_flags("status", str(exc)))
     if bad:
         raise UsageError("; ".join(bad))
     return good

@@ -5,13 +5,15 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from batch_canceller.commands import InvalidInput, parse_payload
 from batch_canceller.sweep_policy import MIN_SELECTING_MINUTES, UnselectiveSweep
 from infra.cli import EXIT_FAILED, EXIT_OK, OperationFailed, UsageError
+from infra.cli.flags import in_flags
 from infra.cli.output import print_error, print_json, print_lines, print_note, print_table
+from infra.cli.requester import requester
 from infra.cli.target import Target
 
 _DURATION = re.compile(r"(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>[mhd]?)")
@@ -30,6 +32,7 @@ class SweepOptions:
     all: bool = False
     yes: bool = False
     json: bool = False
+    requested_by: str | None = None
 
 
 def parse_minutes(text: str) -> int | float:
@@ -61,6 +64,8 @@ def build_request(options: SweepOptions) -> dict[str, Any]:
         policy["dry_run"] = True
     if options.all:
         policy["all"] = True
+    if options.requested_by is not None:
+        policy["requested_by"] = options.requested_by
     payload = {"sweep": policy}
     try:
         parse_payload(payload)
@@ -72,24 +77,8 @@ def build_request(options: SweepOptions) -> dict[str, Any]:
             " --endpoint, --model or --status (not all four), or --all (try --dry-run first)"
         ) from None
     except InvalidInput as exc:
-        raise UsageError(_in_flags(str(exc))) from None
+        raise UsageError(in_flags("sweep", str(exc))) from None
     return payload
-
-
-# The function names payload fields ('sweep.max_cancels'); the user typed flags.
-_FLAGS = {
-    "older_than_minutes": "--older-than",
-    "metadata": "--metadata",
-    "endpoint": "--endpoint",
-    "model": "--model",
-    "statuses": "--status",
-    "max_cancels": "--max-cancels",
-}
-_FIELD = re.compile(r"'sweep\.(\w+)[^']*'")
-
-
-def _in_flags(message: str) -> str:
-    return _FIELD.sub(lambda m: _FLAGS.get(m.group(1), m.group(0)), message)
 
 
 def _metadata(pairs: Sequence[str]) -> dict[str, str]:
@@ -105,7 +94,7 @@ def _metadata(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def run(target: Target, options: SweepOptions) -> int:
-    payload = build_request(options)
+    payload = build_request(replace(options, requested_by=requester(target, options.requested_by)))
     if options.all and not options.dry_run and not options.yes:
         if not sys.stdin.isatty():
             raise UsageError("--all cancels every matching batch: add --yes to run it unattended")
@@ -130,7 +119,8 @@ def run(target: Target, options: SweepOptions) -> int:
 def _invoke(target: Target, payload: dict[str, Any]) -> dict[str, Any]:
     answer = target.invoke(payload)
     if answer.get("status") == "rejected":
-        raise OperationFailed(f"the function rejected the sweep: {answer.get('error')}")
+        error = in_flags("sweep", str(answer.get("error")))
+        raise OperationFailed(f"the function rejected the sweep: {error}")
     return answer
 
 

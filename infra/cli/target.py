@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 STACK_ENV = "BATCH_CANCELLER_STACK"
-DEFAULT_STATE_FILE = ".local-stack/state.json"
+# The local stack's state file when --local names none (its directory: $LOCAL_STACK_DIR).
+DEFAULT_STATE_FILE = ".local-stack/state.json (or $LOCAL_STACK_DIR/state.json)"
 OUTPUT_NAMES = (
     "CancelQueueUrl",
     "CancelQueueArn",

@@ -1,8 +1,9 @@
 """`make local`: the local stack, kept running, with its endpoints and commands to paste.
 
-Prints an export block first (infra.local_stack.banner), writes `.local-stack/state.json`
-for the CLI and `.local-stack/env.sh` for `source`, and runs until Ctrl-C or SIGTERM, which
-stop it, say so, and remove both files (a state file left behind points at a dead stack).
+Prints an export block first (infra.local_stack.banner), writes `state.json` for the CLI and
+`env.sh` for `source` into `.local-stack/` (or `$LOCAL_STACK_DIR`: infra.local_stack.paths),
+and runs until Ctrl-C or SIGTERM, which stop it, say so, and remove both files (a state file
+left behind points at a dead stack).
 """
 
 from __future__ import annotations
@@ -13,18 +14,15 @@ import os
 import socket
 import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
+from infra.local_stack import paths
 from infra.local_stack.banner import banner, export_block, exports
 from infra.local_stack.stack import LocalStack
 from infra.local_stack.url_functions import url_function_ids
 from infra.sam.template import load_template
 from infra.servers import LOOPBACK, StopSignal
 
-STATE_FILE = Path(".local-stack/state.json")
-ENV_FILE = Path(".local-stack/env.sh")
-LOG_FILE = Path(".local-stack/function.log")
 AWS_PORT_VARIABLE = "LOCAL_AWS_PORT"
 OPENAI_PORT_VARIABLE = "LOCAL_OPENAI_PORT"
 WEBHOOK_PORT_VARIABLE = "LOCAL_WEBHOOK_PORT"  # the function URL; only with a URL function
@@ -81,8 +79,11 @@ def main() -> int:
     except PortInUse as exc:
         print(f"make local: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    STATE_FILE.parent.mkdir(exist_ok=True)
-    log = LOG_FILE.open("a", encoding="utf-8")  # the function's JSON logs: not the terminal's
+    state_file, env_file = paths.state_file(), paths.env_file()
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    log = paths.log_file().open(
+        "a", encoding="utf-8"
+    )  # the function's JSON logs: not the terminal's
     for handler in logging.getLogger("batch-canceller").handlers:
         if isinstance(handler, logging.StreamHandler):
             handler.setStream(log)
@@ -96,18 +97,18 @@ def main() -> int:
     try:
         seeded = _seed(stack)
         state = stack.state()
-        exported = exports(state, stack.openai.url)
-        STATE_FILE.write_text(json.dumps(state, indent=2))
-        ENV_FILE.write_text(export_block(exported) + "\n")
-        print(banner(exported, seeded, str(STATE_FILE), AWS_PORT_VARIABLE), flush=True)
+        variables = exports(state, stack.openai.url, paths.state_dir().resolve())
+        state_file.write_text(json.dumps(state, indent=2))
+        env_file.write_text(export_block(variables) + "\n")
+        print(banner(variables, seeded, paths.state_dir(), AWS_PORT_VARIABLE), flush=True)
         stop.wait()
         print("local stack stopping (signal received)", flush=True)
     finally:
-        for path in (STATE_FILE, ENV_FILE):
+        for path in (state_file, env_file):
             path.unlink(missing_ok=True)
         stack.stop()
         log.close()
-    print(f"local stack stopped; removed {STATE_FILE}", flush=True)
+    print(f"local stack stopped; removed {state_file}", flush=True)
     return 0
 
 

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
+
+from infra.local_stack.paths import STATE_DIR_VARIABLE
 
 EXPORT_MARKER = "# the local stack: paste these lines, or eval them (bash, zsh)"
 EXPORT_END = "# end of exports"
 LOCAL_CREDENTIAL = "local"  # moto accepts any credentials
 
 
-def exports(state: Mapping[str, Any], openai_url: str) -> dict[str, str]:
+def exports(state: Mapping[str, Any], openai_url: str, state_dir: Path) -> dict[str, str]:
     outputs: Mapping[str, str] = state["outputs"]
     endpoint = str(state["aws_endpoint"])
     webhook: dict[str, str] = {"WEBHOOK_URL": state["webhook"]["url"]} if "webhook" in state else {}
@@ -36,6 +39,8 @@ def exports(state: Mapping[str, Any], openai_url: str) -> dict[str, str]:
         "FUNCTION": outputs.get("FunctionName", ""),
         "OPENAI_EMULATOR_URL": openai_url,
         **webhook,
+        # Absolute: `batch-canceller --local` finds the state file from any directory.
+        STATE_DIR_VARIABLE: str(state_dir),
     }
 
 
@@ -66,7 +71,7 @@ def commands(seeded: Sequence[str], *, webhook: bool = False) -> list[str]:
 
 
 def banner(
-    variables: Mapping[str, str], seeded: Sequence[str], state_file: str, aws_port_variable: str
+    variables: Mapping[str, str], seeded: Sequence[str], state_dir: Path, aws_port_variable: str
 ) -> str:
     webhook = "WEBHOOK_URL" in variables
     try_lines = "\n".join(f"  {command}" for command in commands(seeded, webhook=webhook))
@@ -78,7 +83,7 @@ def banner(
     )
     return f"""{export_block(variables)}
 
-local stack running; state in {state_file}, function logs in .local-stack/function.log. Ctrl-C (or SIGTERM) stops it.
+local stack running; state in {state_dir / "state.json"}, function logs in {state_dir / "function.log"}. Ctrl-C (or SIGTERM) stops it.
   AWS (moto)        {variables["AWS_ENDPOINT_URL"]}   moves with {aws_port_variable}
   OpenAI emulator   {variables["OPENAI_EMULATOR_URL"]}/v1   control routes under /_emulator/
   queue             {variables["QUEUE_URL"]}
@@ -86,7 +91,7 @@ local stack running; state in {state_file}, function logs in .local-stack/functi
   bus               {variables["BUS"]}
   seeded batches    {" ".join(seeded)}{webhook_line}
 
-in another shell, after the exports above (or: source .local-stack/env.sh), try:
+in another shell, after the exports above (or: source {state_dir / "env.sh"}), try:
 {try_lines}
 """
 

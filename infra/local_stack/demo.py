@@ -14,19 +14,19 @@ import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
+from infra.local_stack import paths
 from infra.local_stack.stack import LocalStack, wait_until
 
-LOG_FILE = Path(".local-stack/function.log")
 TERMINAL = {"cancelled", "completed", "failed", "expired"}
 SETTLE_SECONDS = 90
 
 
 def main() -> int:
-    LOG_FILE.parent.mkdir(exist_ok=True)
-    with LOG_FILE.open("w") as log, LocalStack(cancel_delay_seconds=4.0) as stack:
+    log_file = paths.log_file()
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("w") as log, LocalStack(cancel_delay_seconds=4.0) as stack:
         _quiet(log)
         say(f"moto (AWS) on {stack.aws_endpoint}, OpenAI emulator on {stack.openai.base_url}")
         say(
@@ -212,7 +212,7 @@ def verdict(
         # Counted as the tables show them: the seeded batches and the one the API answers 404.
         f"OK: {len(expected_ids(plan)) + 1} batches handled ({len(expected_ids(plan))} seeded,"
         " 1 unknown to the API), none lost, none announced twice; "
-        f"the invalid message is in the DLQ with its reason. Function logs: {LOG_FILE}"
+        f"the invalid message is in the DLQ with its reason. Function logs: {paths.log_file()}"
     )
     return 0
 

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from batch_canceller.announce_protocol import Claim
+from batch_canceller.event_ledger import EventLedger
+from batch_canceller.statuses import DetailType
 from infra.openai_emulator import OpenAIEmulator
 from tests.cli import bare_state, cli, write_state
 from tests.support import Stack, client, context
 
 IDS = ("batch_quick", "batch_stuck", "batch_done", "batch_gone")
+CANCELLED = DetailType.CANCELLED.value
 
 
 @pytest.fixture
@@ -129,3 +135,34 @@ def test_ids_and_pending_together_or_neither_are_usage_errors(
     assert cli(state, "status", "batch_a", "--pending") == 2
     assert cli(state, "status", "../etc") == 2
     assert "invalid batch ID" in capsys.readouterr().err
+
+
+def test_owed_events_are_explained_in_words_from_their_claims(
+    stack: Stack, emulator: OpenAIEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """GIVEN three cancelled batches whose `Batch Cancelled` is owed: claimed by a live
+    invocation, claimed by one whose lease has ended, and released (the bus refused it)
+    WHEN `status` shows them
+    THEN the table says `owed: Cancelled` and a line per batch says which case it is."""
+    store, ledger = stack.store(), EventLedger(client("dynamodb", stack.endpoint), stack.table_name)
+    now = time.time()
+    for batch_id, expires in [("batch_live", now + 600), ("batch_lapsed", now - 60)]:
+        store.save_batch(batch_id, {"status": "cancelled"}, claim=Claim(f"m-{batch_id}/n", expires))
+    store.save_batch("batch_free", {"status": "cancelled"}, claim=Claim("m-free/n", now + 600))
+    assert ledger.release_claim("batch_free", CANCELLED, "m-free/n")
+    state = write_state(stack, emulator, tmp_path)
+
+    assert cli(state, "status", "batch_live", "batch_lapsed", "batch_free") == 0
+
+    out = capsys.readouterr().out
+    for batch_id in ("batch_live", "batch_lapsed", "batch_free"):
+        assert line_of(out, batch_id).endswith("owed: Cancelled")
+    words = {line.split(":", 1)[0]: line for line in out.splitlines() if ": Batch " in line}
+    live = datetime.fromtimestamp(now + 600, UTC).isoformat(timespec="seconds")
+    assert (
+        f"Batch Cancelled: owed, claimed by an invocation until {live[:19]}Z" in words["batch_live"]
+    )
+    assert "waiting for its receipt" in words["batch_live"]
+    assert "Batch Cancelled: owed, its claim lapsed at" in words["batch_lapsed"]
+    assert "the reconciler" in words["batch_lapsed"]
+    assert "Batch Cancelled: owed, not yet published" in words["batch_free"]

@@ -38,6 +38,7 @@ def test_local_reads_the_default_state_file_before_or_after_the_command(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LOCAL_STACK_DIR", raising=False)
     (tmp_path / ".local-stack").mkdir()
     bare_state(tmp_path, "http://127.0.0.1:9").rename(tmp_path / ".local-stack" / "state.json")
 
@@ -46,6 +47,22 @@ def test_local_reads_the_default_state_file_before_or_after_the_command(
     err = capsys.readouterr().err
     # Found and read: what is missing is the output the command needs.
     assert err.count("local stack (.local-stack/state.json) has no output 'BatchesTableName'") == 2
+
+
+def test_local_finds_the_state_file_in_local_stack_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make local` exports LOCAL_STACK_DIR (absolute), so another directory finds its state."""
+    elsewhere = tmp_path / "state-dir"
+    elsewhere.mkdir()
+    bare_state(elsewhere, "http://127.0.0.1:9").rename(elsewhere / "state.json")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LOCAL_STACK_DIR", str(elsewhere))
+
+    assert main(["--local", "status", "batch_a"]) == 2
+
+    err = capsys.readouterr().err
+    assert f"({elsewhere / 'state.json'}) has no output 'BatchesTableName'" in err
 
 
 def test_missing_or_broken_state_files_are_usage_errors(
@@ -153,7 +170,7 @@ def test_a_deployed_function_is_invoked_synchronously(
               "skipped_by_max_cancels": 0, "complete": True, "would_cancel": ["batch_a"]}  # fmt: skip
     stubber = stubbed_lambda(monkeypatch, {"StatusCode": 200, "Payload": payload(answer)})
 
-    assert run_sweep(deployed(), SweepOptions(dry_run=True, json=True)) == 0
+    assert run_sweep(deployed(), SweepOptions(requested_by="ops", dry_run=True, json=True)) == 0
 
     assert json.loads(capsys.readouterr().out) == answer
     stubber.assert_no_pending_responses()
@@ -167,7 +184,7 @@ def test_a_failing_deployed_function_is_reported(monkeypatch: pytest.MonkeyPatch
     )
 
     with pytest.raises(OperationFailed, match="canceller-fn failed: request could not be handled"):
-        run_sweep(deployed(), SweepOptions(dry_run=True))
+        run_sweep(deployed(), SweepOptions(requested_by="ops", dry_run=True))
 
 
 def _closed_port() -> int:

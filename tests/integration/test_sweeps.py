@@ -152,6 +152,24 @@ def test_queued_sweep_cancels_are_carried_out_with_records_and_events(
     assert item["reason"].startswith("sweep ")
 
 
+def test_a_sweep_that_names_who_ran_it_stores_them_as_requested_by(
+    stack: Stack, emulator: OpenAIEmulator, fleet: dict[str, list[str]]
+) -> None:
+    """The CLI sends its user (`requested_by`); every cancel of the sweep carries it."""
+    app = stack.app(emulator.base_url)
+    emulator.cancel_delay_seconds = 0
+    policy = {"metadata": {"project": "other"}, "requested_by": "alice@ops-box"}
+    answer = app.handle({"sweep": policy}, context())
+
+    stack.run_until(app, lambda: len(stack.events_of("Batch Cancelled")) >= 40)
+
+    assert answer["requested_by"] == "alice@ops-box"
+    assert answer["policy"] == {"metadata": {"project": "other"}}  # who is not a filter
+    assert {(stack.item(b) or {}).get("requested_by") for b in fleet["old_other"]} == {
+        "alice@ops-box"
+    }
+
+
 @pytest.mark.parametrize(
     ("policy", "reason"),
     [

@@ -18,7 +18,9 @@ BIN = str(Path(sys.executable).parent)  # aws, batch-canceller, pytest's python
 
 def environment(**extra: str) -> dict[str, str]:
     """A shell with no AWS configuration of its own, as on a fresh machine."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "LOCAL_STACK_DIR"
+    }
     env.update(
         {
             "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -61,10 +62,11 @@ def test_resources_come_from_the_template(moto_url: str) -> None:
     assert stack.sqs_sources[0].queue_url == queue
 
 
-def test_demo_runs_to_a_clean_verdict() -> None:
+def test_demo_runs_to_a_clean_verdict(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "infra.local_stack.demo"],
         cwd=ROOT,
+        env={**os.environ, "LOCAL_STACK_DIR": str(tmp_path)},  # its log: not in the checkout
         capture_output=True,
         text=True,
         timeout=240,

@@ -500,12 +500,14 @@ def test_function_role_names_its_resources(template: dict[str, Any]) -> None:
         "Fn::Sub": "arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}"
         ":schedule/${ScheduleGroup}/*"
     }
-    for action in ("CreateSchedule", "UpdateSchedule"):
+    for action in ("CreateSchedule", "UpdateSchedule", "DeleteSchedule"):
         assert grants[f"scheduler:{action}"] == [group]
-    # The function lists, reads and deletes no schedule (the operator's CLI does).
+    # The function lists and reads no schedule (the operator's CLI does); it deletes those of
+    # its own group only, once their batch is terminal (not the sweep or reconcile schedules).
     assert {a for a in grants if a.startswith("scheduler:")} == {
         "scheduler:CreateSchedule",
         "scheduler:UpdateSchedule",
+        "scheduler:DeleteSchedule",
     }
     assert grants["iam:PassRole"] == [arn_of("SchedulerRole")]
     assert grants["logs:PutLogEvents"] == [arn_of("BatchCancellerLogGroup")]
