@@ -38,7 +38,11 @@ LOCAL_API_KEY = "sk-local-demo-key-not-a-secret"
 # Fast follow-through so a person watching sees batches reach `cancelled` within seconds.
 LOCAL_PARAMETERS = {
     "PollInitialDelaySeconds": "2",
-    "PollMaxDelaySeconds": "4",
+    "PollMaxDelaySeconds": "8",
+    # With webhooks on (the local stack serves the webhook function's URL), the first check
+    # waits longest (600 s deployed, at most the longest delay): here twice the emulator's
+    # 4 s cancel, so the webhook comes first and a lost one is still caught in seconds.
+    "WebhookFirstCheckDelaySeconds": "8",
     "QueueMaximumBatchingWindowInSeconds": "0",
 }
 
