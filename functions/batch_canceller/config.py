@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -81,13 +81,12 @@ class Settings:
             raise ConfigurationError(
                 "POLL_MAX_DELAY_SECONDS must not be below POLL_INITIAL_DELAY_SECONDS"
             )
-        if (
-            settings.webhooks_enabled
-            and settings.webhook_first_check_delay_seconds > settings.poll_max_delay_seconds
-        ):
-            # The reconciler takes a chain with no step for twice the maximum delay for lost.
-            raise ConfigurationError(
-                "WEBHOOK_FIRST_CHECK_DELAY_SECONDS must not be above POLL_MAX_DELAY_SECONDS"
+        # The reconciler takes a chain with no step for twice the maximum delay for lost, so
+        # the first check waits at most POLL_MAX_DELAY_SECONDS. Clamped, not refused: the
+        # template cannot compare two parameters, and a deployable set must start.
+        if settings.webhook_first_check_delay_seconds > settings.poll_max_delay_seconds:
+            settings = replace(
+                settings, webhook_first_check_delay_seconds=settings.poll_max_delay_seconds
             )
         return settings
 

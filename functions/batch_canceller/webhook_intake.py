@@ -19,6 +19,7 @@ from batch_canceller.config import ConfigurationError
 from batch_canceller.input_fields import BATCH_ID_PATTERN, InvalidInput
 from batch_canceller.observability import count_once, logger
 from batch_canceller.strict_json import load_json
+from batch_canceller.webhook_notice import MAX_CREATED_AT
 from batch_canceller.webhook_request import RequestProblem, read_request
 from batch_canceller.webhook_secret import Keys, WebhookSecretUnavailable
 from batch_canceller.webhook_signature import (
@@ -132,7 +133,17 @@ class WebhookIntake:
         if matches(headers, body, keys):
             return True
         # Perhaps the secret was rotated since it was read: read it again (at most once a minute).
-        fresh = self._secrets.refreshed()
+        # If it cannot be read again, the request matched no key we have: 401, not 503 (a
+        # forged signature must not turn into "try again"; OpenAI retries a 401 anyway).
+        try:
+            fresh = self._secrets.refreshed()
+        except WebhookSecretUnavailable:
+            logger.warning("the webhook secret could not be read again after a mismatch")
+            return False
+        except ConfigurationError:
+            count_once("ConfigurationErrors")
+            logger.error("the webhook secret read again after a mismatch is not valid")
+            return False
         return fresh is not None and fresh != keys and matches(headers, body, fresh)
 
 
@@ -158,7 +169,8 @@ def read_event(body: bytes, delivery_id: str) -> Answer:
     event_id, created_at = document.get("id"), document.get("created_at")
     if not isinstance(event_id, str) or not 0 < len(event_id) <= MAX_EVENT_ID_CHARS:
         return reject(400, "malformed_event", delivery_id=delivery_id, type=kind)
-    if type(created_at) is not int or created_at < 0:
+    # The canceller's own bounds (webhook_notice): what is queued here, it accepts.
+    if type(created_at) is not int or not 0 <= created_at <= MAX_CREATED_AT:
         return reject(400, "malformed_event", delivery_id=delivery_id, type=kind)
     webhook = {
         "delivery_id": delivery_id,

@@ -108,7 +108,7 @@ def _v1_signatures(values: Iterable[str]) -> Iterable[bytes]:
             continue  # another scheme's signature, or not one: it matches nothing
         try:
             yield base64.b64decode(encoded, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, and the ValueError non-ASCII text raises
             continue
 
 
