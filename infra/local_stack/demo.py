@@ -3,7 +3,10 @@
 Seeds the OpenAI emulator with batches in various states, sends cancel commands the ways a
 user would (a bare-ID message, a JSON list, an EventBridge event, a scheduled cancellation,
 and an invalid message), shows progress while batches move to `cancelled`, then prints the
-records, the events and what the DLQ holds. Exits 1 if anything was lost or announced twice.
+records, the events, what the DLQ holds, and which cancellations a webhook ended (the emulator
+sends them; the first status check waits 8 s, twice its 4 s cancel). Exits 1 if anything was
+lost or announced twice, if no webhook ended a cancellation, or if a status check still sent
+a GET for a batch after its webhook.
 """
 
 from __future__ import annotations
@@ -11,12 +14,16 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from infra.local_stack import paths
+from infra.local_stack.announce_timing import endings
+from infra.local_stack.bus_observer import BusObserver
+from infra.local_stack.demo_webhooks import report_webhooks
 from infra.local_stack.stack import LocalStack, wait_until
 
 TERMINAL = {"cancelled", "completed", "failed", "expired"}
@@ -35,9 +42,10 @@ def main() -> int:
             + _kinds(stack.provisioned.not_emulated)
         )
         plan = seed(stack)
-        send_commands(stack, plan)
-        events = watch(stack, plan)
-        return report(stack, plan, events)
+        with BusObserver(stack.client("sqs"), stack.observer_queue_url) as observer:
+            send_commands(stack, plan)
+            watch(stack, plan, observer)
+        return report(stack, plan, observer)
 
 
 def _kinds(named: list[str]) -> str:
@@ -103,14 +111,13 @@ def expected_ids(plan: dict[str, Any]) -> list[str]:
     return [plan["bare"], *plan["json_list"], *plan["event"], plan["scheduled"]]
 
 
-def watch(stack: LocalStack, plan: dict[str, Any]) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
+def watch(stack: LocalStack, plan: dict[str, Any], observer: BusObserver) -> None:
     wanted = expected_ids(plan)
     started = time.monotonic()
     progress = {"printed": 0.0}
 
     def settled() -> bool:
-        events.extend(stack.observed_events())
+        events = observer.events()
         statuses = Counter(stack.openai.get(i)["status"] for i in wanted)  # type: ignore[index]
         announced = {e["detail"].get("batch_id") for e in events}
         failed = plan["missing"] in announced
@@ -129,17 +136,20 @@ def watch(stack: LocalStack, plan: dict[str, Any]) -> list[dict[str, Any]]:
             print(line.lstrip("\r"), flush=True)
         return all(i in announced for i in wanted) and failed
 
-    say("watching (status checks follow each batch while it is cancelling):")
+    say(
+        "watching (a webhook ends each cancellation; status checks, 8 s after each cancel,"
+        " are the safety net):"
+    )
     wait_until(settled, SETTLE_SECONDS, interval=1.0)
     print()
-    return events
 
 
-def report(stack: LocalStack, plan: dict[str, Any], events: list[dict[str, Any]]) -> int:
+def report(stack: LocalStack, plan: dict[str, Any], observer: BusObserver) -> int:
+    events = observer.events()
     table = stack.client("dynamodb")
     items = table.scan(TableName=stack.outputs["BatchesTableName"], ConsistentRead=True)["Items"]
     say(f"records in {stack.outputs['BatchesTableName']}:")
-    rows = [["batch_id", "status", "reason", "requested_by", "announced", "last_error"]]
+    rows = [["batch_id", "status", "reason", "requested_by", "announced", "ended_by", "last_error"]]
     for item in sorted(items, key=lambda i: i["batch_id"]["S"]):
         rows.append(
             [
@@ -148,6 +158,7 @@ def report(stack: LocalStack, plan: dict[str, Any], events: list[dict[str, Any]]
                 item.get("reason", {}).get("S", "-"),
                 item.get("requested_by", {}).get("S", "-"),
                 ", ".join(item.get("announced_events", {}).get("SS", [])) or "-",
+                item.get("ended_by", {}).get("S", "-"),
                 str(item.get("last_error", {}).get("M", {}).get("http_status", {}).get("N", "-")),
             ]
         )
@@ -171,7 +182,11 @@ def report(stack: LocalStack, plan: dict[str, Any], events: list[dict[str, Any]]
     )
     fired = stack.scheduler.fired
     say(f"scheduled cancellations fired: {[f'{f.name} at {f.at:%H:%M:%S}' for f in fired]}")
-    return verdict(plan, items, events, letters)
+    cancelled = [i for i in expected_ids(plan) if i not in plan["finished"]]
+    webhook_problems = report_webhooks(
+        endings(stack.openai, items, observer.observed(), cancelled), say
+    )
+    return verdict(plan, items, events, letters, webhook_problems)
 
 
 def verdict(
@@ -179,8 +194,9 @@ def verdict(
     items: list[dict[str, Any]],
     events: list[dict[str, Any]],
     letters: list[Any],
+    webhook_problems: list[str],
 ) -> int:
-    problems = []
+    problems = list(webhook_problems)
     announced = Counter((e["detail"].get("batch_id"), e["detail-type"]) for e in events)
     duplicates = [key for key, count in announced.items() if count > 1]
     stored = {i["batch_id"]["S"]: i.get("status", {}).get("S") for i in items}
@@ -211,8 +227,9 @@ def verdict(
     say(
         # Counted as the tables show them: the seeded batches and the one the API answers 404.
         f"OK: {len(expected_ids(plan)) + 1} batches handled ({len(expected_ids(plan))} seeded,"
-        " 1 unknown to the API), none lost, none announced twice; "
-        f"the invalid message is in the DLQ with its reason. Function logs: {paths.log_file()}"
+        " 1 unknown to the API), none lost, none announced twice; the invalid message is in"
+        " the DLQ with its reason; webhooks ended cancellations with no status-check GET after"
+        f" them. Function logs: {paths.log_file()}"
     )
     return 0
 
@@ -234,6 +251,23 @@ def _quiet(log: Any) -> None:
     for handler in logging.getLogger("batch-canceller").handlers:
         if isinstance(handler, logging.StreamHandler):
             handler.setStream(log)
+    sys.stdout = _StoryOnly(sys.stdout, log)
+
+
+class _StoryOnly:
+    """stdout for the demo's own thread; what the functions print on theirs (the receiver's
+    EMF metric documents, which Lambda would put in its log) goes to the log file."""
+
+    def __init__(self, terminal: Any, log: Any) -> None:
+        self._terminal, self._log = terminal, log
+        self._main = threading.main_thread()
+
+    def write(self, text: str) -> int:
+        target = self._terminal if threading.current_thread() is self._main else self._log
+        return int(target.write(text))
+
+    def __getattr__(self, name: str) -> Any:  # flush, isatty, fileno...: the terminal's
+        return getattr(self._terminal, name)
 
 
 if __name__ == "__main__":

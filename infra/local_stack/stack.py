@@ -6,7 +6,9 @@ EventBridge would) and schedules fire into it (emulated).
 A function with a `FunctionUrlConfig` in the template (the webhook receiver) is served by an
 emulated function URL (`function_url.py`) on `webhook_port`, with its handler imported by its
 dotted name and its environment from the template; the OpenAI emulator sends its webhooks
-there, signed with the secret provisioned for it. Without such a function, none of this runs."""
+there, signed with the secret provisioned for it. Without such a function, none of this runs;
+`webhooks=False` drops it from the template (as a stack deployed without a webhook secret):
+polling alone follows cancellations."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +32,7 @@ from infra.local_stack.function_url import FunctionUrlServer, Handler
 from infra.local_stack.provision import REGION, ProvisionedStack, provision
 from infra.local_stack.scheduler import LocalScheduler
 from infra.local_stack.sqs_event_source import SqsEventSource
-from infra.local_stack.url_functions import url_function_ids
+from infra.local_stack.url_functions import UrlFunction, url_function_ids, without_url_functions
 from infra.moto_patches import prepare_moto
 from infra.openai_emulator import OpenAIEmulator
 from infra.sam.template import load_template
@@ -59,6 +62,13 @@ class LocalStack:
     webhook_port: int = 0
     template: dict[str, Any] | None = None  # None: template.yaml
     function_url: FunctionUrlServer | None = None  # when the template has a URL function
+    webhooks: bool = True  # False: no URL function, so WEBHOOKS_ENABLED=false
+    # The canceller's boto3 session (None: a default one); the bench's counts its calls.
+    session: Any = None
+    # Builds the URL function's handler (None: imported by its dotted `Handler`).
+    url_handler: Callable[[UrlFunction], Handler] | None = None
+    invocations: int = 0  # the canceller's, by the emulated SQS event source
+    messages_handled: int = 0
 
     def start(self) -> LocalStack:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
@@ -84,6 +94,8 @@ class LocalStack:
         parameters = {**LOCAL_PARAMETERS, "OpenAIBaseUrl": self.openai.base_url}
         parameters.update(self.parameter_overrides)
         template = self.template if self.template is not None else load_template()
+        if not self.webhooks:
+            template = without_url_functions(template)
         function_urls = self._start_function_url(template)
         self.provisioned: ProvisionedStack = provision(
             self.aws_endpoint,
@@ -99,7 +111,9 @@ class LocalStack:
             )
         env = self.provisioned.function_environment
         os.environ.update({k: v for k, v in env.items() if k.startswith("POWERTOOLS_")})
-        self.application: Application = build_application(Settings.from_env(env))
+        self.application: Application = build_application(
+            Settings.from_env(env), session=self.session
+        )
         self._serve_url_function()
         self.observer_queue_url = self._observe_bus()
         self.scheduler = LocalScheduler(
@@ -195,8 +209,11 @@ class LocalStack:
         (function,) = self.provisioned.url_functions
         # One process for both functions: the receiver's handler reads os.environ, as on Lambda.
         os.environ.update(function.environment)
-        module_name, _, attribute = function.handler.rpartition(".")
-        handler: Handler = getattr(importlib.import_module(module_name), attribute)
+        if self.url_handler is not None:
+            handler = self.url_handler(function)
+        else:
+            module_name, _, attribute = function.handler.rpartition(".")
+            handler = getattr(importlib.import_module(module_name), attribute)
         self.function_url.function_name = function.function_name
         self.function_url.timeout_seconds = function.timeout_seconds
         self.function_url.handler = handler
@@ -236,6 +253,8 @@ class LocalStack:
             for source in sources:
                 result = source.poll_once(wait_seconds=1)
                 self.handler_errors += result.handler_errors
+                self.invocations += 1 if result.received else 0
+                self.messages_handled += result.received
 
     def _run_scheduler(self) -> None:
         while not self._stop.wait(1.0):

@@ -34,6 +34,14 @@ def url_function_ids(template: dict[str, Any]) -> list[str]:
     ]
 
 
+def without_url_functions(template: dict[str, Any]) -> dict[str, Any]:
+    """The template minus its URL functions: no webhook secret is made, so the parameter
+    stays empty and the resources conditional on it (WebhooksOn) are not provisioned."""
+    dropped = set(url_function_ids(template))
+    resources = {k: v for k, v in template.get("Resources", {}).items() if k not in dropped}
+    return {**template, "Resources": resources}
+
+
 def create_webhook_secret(
     secretsmanager: Any, template: dict[str, Any], parameters: dict[str, str], stack_name: str
 ) -> tuple[str | None, str | None]:

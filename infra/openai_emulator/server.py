@@ -59,7 +59,9 @@ class OpenAIEmulator(ManagedServer):
         self._store = BatchStore(clock, cancel_delay_seconds, self._lock)
         # Terminal status changes become webhook deliveries (none while no url is set).
         self.webhooks = WebhookSender(webhook_settings, webhook_secret, clock=clock)
-        self._store.on_terminal = self.webhooks.state_changed
+        # Each batch's terminal change and its exact time, webhooks or not (the bench's start).
+        self._changes: dict[str, tuple[str, float]] = {}
+        self._store.on_terminal = self._state_changed
         self._lifecycle = LifecycleThread(self._store, clock)
         self._faults = FaultSet(self._lock)
         self._surface = ApiSurface(api_style, self.path_prefix)
@@ -182,6 +184,16 @@ class OpenAIEmulator(ManagedServer):
             "api_key_count": len(self._api_keys),  # never the keys themselves
         }
 
+    def state_change(self, batch_id: str) -> tuple[str, float] | None:
+        """(status, time) of the batch's change to a terminal status, as it happened (the
+        emulator's clock, `time.time()` by default); None while it has not ended here."""
+        return self._changes.get(batch_id)
+
+    def _state_changed(self, batch_id: str, status: str, at: float) -> None:
+        # Called under the store's lock (the emulator's): a dict write, then the sender queues.
+        self._changes[batch_id] = (status, at)
+        self.webhooks.state_changed(batch_id, status, at)
+
     # -- faults ---------------------------------------------------------------------------
 
     def inject(self, fault: Fault) -> None:
@@ -222,9 +234,10 @@ class OpenAIEmulator(ManagedServer):
             self._log.clear()
 
     def reset(self) -> None:
-        """No batches, no faults, no fault counts, empty request log, no webhook deliveries
-        or webhook faults (the webhook url and secret stay)."""
+        """No batches, no state changes, no faults, no fault counts, empty request log, no
+        webhook deliveries or webhook faults (the webhook url and secret stay)."""
         self._store.clear()
+        self._changes.clear()
         self._faults.clear(counts=True)
         self.clear_requests()
         self.webhooks.faults.clear(counts=True)

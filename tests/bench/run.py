@@ -32,7 +32,7 @@ from tests.bench.report import Section, section_json, summary_table, write_json
 from tests.bench.servers import BENCH_DIR, Servers
 from tests.bench.sizes import FULL, SMOKE, Sizes
 
-SECTIONS = ("cold_start", "throughput", "cpu", "end_to_end")
+SECTIONS = ("cold_start", "throughput", "cpu", "end_to_end", "webhooks")
 # Sections run only when --only names them (cpu_per_id repeats rows of throughput, without moto).
 EXTRA_SECTIONS = ("cpu_per_id",)
 DEFAULT_JSON = BENCH_DIR / "results.json"

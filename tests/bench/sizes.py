@@ -34,6 +34,14 @@ class Sizes:
     e2e_cancel_delay_seconds: float = 2.0
     e2e_latency_seconds: float = 0.05
     e2e_timeout_seconds: float = 240.0
+    # Webhooks against polling, on the local stack: the template's delays and a cancel that
+    # takes 20-28 minutes (about 25 seen: DESIGN.md), all divided by the same factor. 60 keeps
+    # every delay a whole second (60 -> 1, 900 -> 15, 600 -> 10) and the run near a minute.
+    webhook_ids: int = 40
+    webhook_ids_per_message: int = 10
+    webhook_scale_divisor: int = 60
+    webhook_cancel_minutes: tuple[float, float] = (20.0, 28.0)
+    webhook_timeout_seconds: float = 120.0
 
 
 FULL = Sizes()
@@ -53,4 +61,10 @@ SMOKE = Sizes(
     e2e_ids_per_message=5,
     e2e_cancel_delay_seconds=0.0,
     e2e_timeout_seconds=30.0,
+    # Delays of 1, 3 and 2 s (rounded up from 0.2, 3, 2); cancels of 5-5.6 s, between checks.
+    webhook_ids=4,
+    webhook_ids_per_message=2,
+    webhook_scale_divisor=300,
+    webhook_cancel_minutes=(25.0, 28.0),
+    webhook_timeout_seconds=40.0,
 )

@@ -50,7 +50,24 @@ def _assert_one_core_bound(throughput: Section) -> None:
     assert all("one-core bound, measured" in goal.reference for goal in throughput.goals)
 
 
-@pytest.mark.timeout(120)
+def _assert_webhooks(section: Section) -> None:
+    """Both modes measured, every batch timed; no status-check GET after a webhook."""
+    data = section.data
+    assert set(data["seconds"]) == {"polling only", "webhooks"}
+    assert all(len(v) == SMOKE.webhook_ids for v in data["seconds"].values())
+    assert all(_positive(data["stats"][mode]["p95"]) for mode in data["stats"])
+    assert all(
+        data["openai_calls"][mode]["POST cancel"] == SMOKE.webhook_ids
+        for mode in data["openai_calls"]
+    )
+    assert all(_positive(sum(calls.values())) for calls in data["aws_calls"].values())
+    assert data["aws_calls"]["webhooks"]["SQS.SendMessage"] >= SMOKE.webhook_ids  # the receiver's
+    assert data["ended_by_webhook"] >= 1
+    assert data["status_check_gets_after_webhook"] == 0
+    assert [goal.measured for goal in section.goals][2] == 0
+
+
+@pytest.mark.timeout(180)
 def test_every_bench_section_produces_numbers_and_tables(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -78,17 +95,26 @@ def test_every_bench_section_produces_numbers_and_tables(
     assert e2e["ids"] == SMOKE.e2e_ids
     assert e2e["aws_calls"]["DynamoDB.UpdateItem"] > 0
     assert _positive(e2e["cost_usd_per_1000"])
-    goals = [goal for section in sections.values() for goal in section.goals]
+    _assert_webhooks(sections["webhooks"])
+    goals = [g for key, section in sections.items() if key != "webhooks" for g in section.goals]
     assert len(goals) == 4
     assert all(_positive(goal.measured) for goal in goals)
 
     printed = out.getvalue()
-    for title in ("Cold start", "Throughput", "Client CPU per cancel", "End to end", "Summary"):
+    titles = (
+        "Cold start",
+        "Throughput",
+        "Client CPU per cancel",
+        "End to end",
+        "Webhooks",
+        "Summary",
+    )
+    for title in titles:
         assert title in printed
     assert "MET" in printed
     saved = json.loads(results_path.read_text())
     assert set(saved["sections"]) == set(SECTIONS)
-    assert len(saved["goals"]) == 4
+    assert len(saved["goals"]) == 7
 
 
 @pytest.mark.timeout(120)

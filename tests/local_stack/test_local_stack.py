@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -75,3 +76,14 @@ def test_demo_runs_to_a_clean_verdict(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "none lost, none announced twice" in result.stdout
     assert "scheduled cancellations fired: ['cancel-" in result.stdout
+    # The webhook story: the emulator's webhooks ended the cancellations, no check sent a GET.
+    ended = re.search(
+        r"ended by a webhook: (\d+) of (\d+) cancellations .*status-check GETs for them: (\d+)",
+        result.stdout,
+    )
+    assert ended is not None, result.stdout[-3000:]
+    assert int(ended[1]) >= 1
+    assert int(ended[3]) == 0
+    assert re.search(
+        r"announced by the webhook; GET /batches/\{id\} for it: 1 in all", result.stdout
+    )
