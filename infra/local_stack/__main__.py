@@ -9,7 +9,6 @@ left behind points at a dead stack).
 from __future__ import annotations
 
 import json
-import logging
 import os
 import socket
 import sys
@@ -18,6 +17,7 @@ from typing import Any
 
 from infra.local_stack import paths
 from infra.local_stack.banner import banner, export_block, exports
+from infra.local_stack.quiet import quiet_functions
 from infra.local_stack.stack import LocalStack
 from infra.local_stack.url_functions import url_function_ids
 from infra.sam.template import load_template
@@ -81,12 +81,9 @@ def main() -> int:
         return EXIT_USAGE
     state_file, env_file = paths.state_file(), paths.env_file()
     state_file.parent.mkdir(parents=True, exist_ok=True)
-    log = paths.log_file().open(
-        "a", encoding="utf-8"
-    )  # the function's JSON logs: not the terminal's
-    for handler in logging.getLogger("batch-canceller").handlers:
-        if isinstance(handler, logging.StreamHandler):
-            handler.setStream(log)
+    # The functions' JSON logs and EMF metric lines: not the terminal's.
+    log = paths.log_file().open("a", encoding="utf-8")
+    quiet_functions(log)
     stop = StopSignal()  # from here on, SIGINT (even in a background job) and SIGTERM end wait()
     stack = LocalStack(
         aws_port=ports[AWS_PORT_VARIABLE],

@@ -12,9 +12,7 @@ a GET for a batch after its webhook.
 from __future__ import annotations
 
 import json
-import logging
 import sys
-import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -24,6 +22,7 @@ from infra.local_stack import paths
 from infra.local_stack.announce_timing import endings
 from infra.local_stack.bus_observer import BusObserver
 from infra.local_stack.demo_webhooks import report_webhooks
+from infra.local_stack.quiet import quiet_functions
 from infra.local_stack.stack import LocalStack, wait_until
 
 TERMINAL = {"cancelled", "completed", "failed", "expired"}
@@ -34,7 +33,7 @@ def main() -> int:
     log_file = paths.log_file()
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("w") as log, LocalStack(cancel_delay_seconds=4.0) as stack:
-        _quiet(log)
+        quiet_functions(log)
         say(f"moto (AWS) on {stack.aws_endpoint}, OpenAI emulator on {stack.openai.base_url}")
         say(
             f"from template.yaml: {len(stack.provisioned.created)} resources created, "
@@ -244,30 +243,6 @@ def print_table(rows: list[list[str]]) -> None:
 
 def say(text: str) -> None:
     print(f"[demo] {text}", flush=True)
-
-
-def _quiet(log: Any) -> None:
-    """Function logs go to a file; the terminal shows the story."""
-    for handler in logging.getLogger("batch-canceller").handlers:
-        if isinstance(handler, logging.StreamHandler):
-            handler.setStream(log)
-    sys.stdout = _StoryOnly(sys.stdout, log)
-
-
-class _StoryOnly:
-    """stdout for the demo's own thread; what the functions print on theirs (the receiver's
-    EMF metric documents, which Lambda would put in its log) goes to the log file."""
-
-    def __init__(self, terminal: Any, log: Any) -> None:
-        self._terminal, self._log = terminal, log
-        self._main = threading.main_thread()
-
-    def write(self, text: str) -> int:
-        target = self._terminal if threading.current_thread() is self._main else self._log
-        return int(target.write(text))
-
-    def __getattr__(self, name: str) -> Any:  # flush, isatty, fileno...: the terminal's
-        return getattr(self._terminal, name)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from infra.local_stack.url_functions import (
     create_webhook_secret,
     url_function,
     url_function_ids,
+    without_url_functions,
 )
 from infra.sam.template import Resolver, function_environment, load_template
 
@@ -83,6 +84,10 @@ class ProvisionedStack:
         }
 
 
+def _served(template: dict[str, Any], function_urls: dict[str, str] | None) -> dict[str, Any]:
+    return template if function_urls is not None else without_url_functions(template)
+
+
 def provision(
     endpoint: str,
     *,
@@ -93,8 +98,9 @@ def provision(
     function_urls: dict[str, str] | None = None,
 ) -> ProvisionedStack:
     """`function_urls`: the URL each URL function is served at (logical ID -> URL), for
-    `!GetAtt <Function>Url.FunctionUrl` (the resource SAM adds for `FunctionUrlConfig`)."""
-    template = template if template is not None else load_template()
+    `!GetAtt <Function>Url.FunctionUrl` (the resource SAM adds for `FunctionUrlConfig`).
+    Without them, nothing serves the URL functions: they are left out (webhooks off)."""
+    template = _served(template if template is not None else load_template(), function_urls)
     session = boto3.session.Session(
         region_name=REGION,
         aws_access_key_id="local",

@@ -17,6 +17,7 @@ from infra.cli.main import main
 from infra.local_stack.banner import banner, exports
 from infra.local_stack.provision import provision
 from infra.local_stack.stack import LocalStack
+from infra.local_stack.url_functions import without_url_functions
 from infra.sam.template import load_template
 from tests.local_stack import url_handler
 from tests.support import client
@@ -101,9 +102,9 @@ def test_emulator_webhooks_reach_the_handler_through_the_function_url(
         "function": "WebhookFunction",
     }
     assert running.outputs["WebhookUrl"] == running.webhook_url
-    variables = exports(state, running.openai.url)
+    variables = exports(state, running.openai.url, tmp_path)
     assert variables["WEBHOOK_URL"] == running.webhook_url
-    printed = banner(variables, ["batch_a", "batch_b"], "state.json", "LOCAL_AWS_PORT")
+    printed = banner(variables, ["batch_a", "batch_b"], tmp_path, "LOCAL_AWS_PORT")
     assert "--local webhook send batch_b" in printed
     assert "LOCAL_WEBHOOK_PORT" in printed
 
@@ -149,5 +150,5 @@ def test_a_busy_webhook_port_fails_at_once_naming_its_variable(
 def test_the_webhook_port_is_checked_only_with_a_url_function() -> None:
     from infra.local_stack.__main__ import port_variables
 
-    assert "LOCAL_WEBHOOK_PORT" not in port_variables(load_template())
+    assert "LOCAL_WEBHOOK_PORT" not in port_variables(without_url_functions(load_template()))
     assert "LOCAL_WEBHOOK_PORT" in port_variables(with_webhook_function())
