@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -13,6 +14,7 @@ from infra.openai_emulator import control
 from infra.openai_emulator.api import API_STYLES, ApiSurface
 from infra.openai_emulator.faults import Fault, FaultSet
 from infra.openai_emulator.http_server import EmulatorHTTPServer
+from infra.openai_emulator.rate_limit import TokenBucket, rate_limited
 from infra.openai_emulator.store import BatchStore
 from infra.openai_emulator.wire import Abort, RecordedRequest, Reply, Request
 from infra.servers import ManagedServer
@@ -40,6 +42,8 @@ class OpenAIEmulator(ManagedServer):
         host: str = "127.0.0.1",
         latency_seconds: float = 0.0,
         max_recorded_requests: int = 100_000,
+        rate_limit: float | None = None,
+        burst: float | None = None,
     ) -> None:
         if api_style not in API_STYLES:
             raise ValueError(f"api_style must be one of {API_STYLES}, not {api_style!r}")
@@ -53,6 +57,9 @@ class OpenAIEmulator(ManagedServer):
         self._api_keys = frozenset(api_keys)
         self._store = BatchStore(clock, cancel_delay_seconds, self._lock)
         self._faults = FaultSet(self._lock)
+        self._clock = clock
+        # Requests per second shared by every caller; off (None) unless set.
+        self.rate_limit = TokenBucket(rate_limit, burst)
         self._surface = ApiSurface(api_style, self.path_prefix)
         self._log: deque[RecordedRequest] = deque(maxlen=max_recorded_requests)
         self._server: EmulatorHTTPServer | None = None
@@ -204,10 +211,12 @@ class OpenAIEmulator(ManagedServer):
             self._log.clear()
 
     def reset(self) -> None:
-        """No batches, no faults, no fault counts, empty request log."""
+        """No batches, no faults, no fault counts, empty request log, no rate-limit counts (the
+        limit itself stays as set)."""
         self._store.clear()
         self._faults.clear(counts=True)
         self.clear_requests()
+        self.rate_limit.reset_counts()
 
     # -- request handling (called on server threads) --------------------------------------
 
@@ -216,6 +225,11 @@ class OpenAIEmulator(ManagedServer):
             return Reply(control.handle(self, request))
         arrived = time.time()
         latency = self.latency_seconds
+        verdict = self.rate_limit.take(self._clock(), time.monotonic(), latency)
+        if not verdict.allowed:
+            limited = rate_limited(verdict, int(self.rate_limit.burst)).response()
+            self._record(request, arrived, limited.status)
+            return Reply(limited, latency)
         action = self._faults.match(request.method, request.path)
         if action is not None and action.kind in ("drop", "reset"):
             self._record(request, arrived, None)
@@ -226,6 +240,9 @@ class OpenAIEmulator(ManagedServer):
             response = self._surface.handle(request, self._store, self._api_keys)
         delay = latency + (action.delay_seconds if action is not None else 0.0)
         self._record(request, arrived, response.status)
+        if verdict.headers:
+            headers = {**verdict.headers, **response.headers}
+            response = dataclasses.replace(response, headers=headers)
         return Reply(response, delay)
 
     def _record(self, request: Request, at: float, status: int | None) -> None:
