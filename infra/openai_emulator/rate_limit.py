@@ -76,10 +76,12 @@ class TokenBucket:
             self._seconds.clear()
 
     def take(self, now: float, monotonic: float, answer_in: float) -> Verdict:
-        """One API request arriving at `now` (wall clock), answered `answer_in` seconds later."""
+        """One API request arriving at `now` (wall clock), answered `answer_in` seconds later
+        if let through (a 429 is answered at once)."""
         with self._lock:
-            in_flight = self._count_in_flight(monotonic, monotonic + answer_in)
             verdict = self._take(now)
+            ends = monotonic + (answer_in if verdict.allowed else 0.0)
+            in_flight = self._count_in_flight(monotonic, ends)
             self.requests += 1
             self.limited += not verdict.allowed
             second = self._seconds.setdefault(int(now), [0, 0, 0])

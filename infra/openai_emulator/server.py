@@ -227,9 +227,11 @@ class OpenAIEmulator(ManagedServer):
         latency = self.latency_seconds
         verdict = self.rate_limit.take(self._clock(), time.monotonic(), latency)
         if not verdict.allowed:
+            # Refused at the edge, as OpenAI's limiter does: at once, without the latency.
             limited = rate_limited(verdict, int(self.rate_limit.burst)).response()
-            self._record(request, arrived, limited.status)
-            return Reply(limited, latency)
+            wait_ms = int(verdict.headers["retry-after-ms"])
+            self._record(request, arrived, limited.status, wait_ms)
+            return Reply(limited)
         action = self._faults.match(request.method, request.path)
         if action is not None and action.kind in ("drop", "reset"):
             self._record(request, arrived, None)
@@ -245,9 +247,18 @@ class OpenAIEmulator(ManagedServer):
             response = dataclasses.replace(response, headers=headers)
         return Reply(response, delay)
 
-    def _record(self, request: Request, at: float, status: int | None) -> None:
+    def _record(
+        self, request: Request, at: float, status: int | None, retry_after_ms: int | None = None
+    ) -> None:
         entry = RecordedRequest(
-            request.method, request.path, request.query, request.headers, request.body, at, status
+            request.method,
+            request.path,
+            request.query,
+            request.headers,
+            request.body,
+            at,
+            status,
+            retry_after_ms,
         )
         with self._lock:
             self._log.append(entry)

@@ -102,7 +102,11 @@ def test_the_bucket_is_shared_by_every_caller_and_path(
 
     assert (first.status, second.status, third.status) == (200, 200, 429)
     # A 429 is an answer like any other: logged, and not a cancel.
-    assert [r.status for r in emu.requests] == [200, 200, 429]
+    assert [(r.status, r.retry_after_ms) for r in emu.requests] == [
+        (200, None),
+        (200, None),
+        (429, 1000),
+    ]
     batch = emu.get(batch_id)
     assert batch is not None
     assert batch["status"] in ("cancelling", "cancelled")
