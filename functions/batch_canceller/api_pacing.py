@@ -126,7 +126,7 @@ class AdaptivePacing:
         finally:
             self._release(ticket, slot.status, slot.headers)
 
-    def _acquire(self, deadline: Deadline) -> int:
+    def _acquire(self, deadline: Deadline) -> aimd.Ticket:
         self._refresh_shared()
         with self._cond:
             while True:
@@ -141,13 +141,13 @@ class AdaptivePacing:
                     self._cond.wait(pause)
                     continue
                 if self._window.has_slot():
-                    return self._window.take()
+                    return self._window.take(self._clock())
                 room = deadline.usable_seconds() - MIN_REQUEST_SECONDS
                 if room <= 0:
                     raise OutOfTime("no API request slot free before the deadline")
                 self._cond.wait(min(room, SLOT_RECHECK_SECONDS))
 
-    def _release(self, ticket: int, status: int | None, headers: Mapping[str, str]) -> None:
+    def _release(self, ticket: aimd.Ticket, status: int | None, headers: Mapping[str, str]) -> None:
         answer = classify(status)
         hint = retry_after_seconds(headers) if answer is aimd.Answer.RATE_LIMITED else None
         publish: float | None = None
