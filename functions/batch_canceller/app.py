@@ -7,6 +7,7 @@ import json
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -66,12 +67,14 @@ class Application:
     clock: Callable[[], datetime] = utc_now
     # Drawn once per invocation: with the message ID, the identity of each delivery.
     new_nonce: Callable[[], str] = field(default=lambda: uuid.uuid4().hex[:12])
+    # The invocation's API rate-limit budget (api_pacing); none: each request on its own.
+    api_pacing: Callable[[], AbstractContextManager[Any]] = nullcontext
 
     def handle(self, event: Any, context: Any) -> dict[str, Any]:
         deadline = Deadline.from_context(context)
         # Every DynamoDB and SQS call of the invocation ends before its deadline; one refused
         # for lack of time fails like any failed call (nothing was sent).
-        with invocation_deadline(deadline):
+        with invocation_deadline(deadline), self.api_pacing():
             return self._handle(event, context, deadline)
 
     def _handle(self, event: Any, context: Any, deadline: Deadline) -> dict[str, Any]:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import http.client
 import io
+import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import urllib3
@@ -112,3 +114,23 @@ def _check_progress(size: int, max_bytes: int, until: float) -> None:
         raise urllib3.exceptions.ProtocolError(f"answer larger than {max_bytes} bytes")
     if time.perf_counter() > until:
         raise urllib3.exceptions.ReadTimeoutError(None, "", "answer too slow")  # type: ignore[arg-type]
+
+
+def parse_json(data: bytes) -> Any:
+    """Floats become Decimal so they reach DynamoDB and back exactly as the API wrote them."""
+
+    def reject_constant(name: str) -> Any:
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    if not data:
+        raise ValueError("empty body")
+    try:
+        return json.loads(data, parse_float=Decimal, parse_constant=reject_constant)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def describe_network_error(exc: Exception) -> str:
+    reason = getattr(exc, "reason", None)
+    inner = type(reason).__name__ if isinstance(reason, Exception) else None
+    return f"{type(exc).__name__}" + (f" ({inner})" if inner else "")

@@ -35,6 +35,8 @@ class Settings:
     poll_max_delay_seconds: int = 900
     poll_timeout_seconds: int = 86400
     max_in_flight: int = 32
+    # One rate-limit budget per invocation (api_pacing); False: a fixed MAX_IN_FLIGHT.
+    adaptive_concurrency: bool = True
     schedule_group_name: str = "default"
     scheduler_role_arn: str | None = None
     api_style: ApiStyle = "openai"
@@ -63,12 +65,13 @@ class Settings:
             poll_max_delay_seconds=reader.integer("POLL_MAX_DELAY_SECONDS", 900, 0, 900),
             poll_timeout_seconds=reader.integer("POLL_TIMEOUT_SECONDS", 86400, 1, 14 * 86400),
             max_in_flight=reader.integer("MAX_IN_FLIGHT", 32, 1, 256),
+            adaptive_concurrency=reader.boolean("ADAPTIVE_CONCURRENCY", default=True),
             schedule_group_name=reader.optional("SCHEDULE_GROUP_NAME") or "default",
             scheduler_role_arn=reader.optional("SCHEDULER_ROLE_ARN"),
             api_style=_api_style(reader.optional("OPENAI_API_STYLE") or "openai"),
             azure_api_version=reader.optional("AZURE_OPENAI_API_VERSION"),
             receipt_grace_seconds=reader.integer("RECEIPT_GRACE_SECONDS", 60, 0, 3600),
-            webhooks_enabled=reader.boolean("WEBHOOKS_ENABLED", False),
+            webhooks_enabled=reader.boolean("WEBHOOKS_ENABLED", default=False),
             # One SQS delay (900 s at most), not a chain of them.
             webhook_first_check_delay_seconds=reader.integer(
                 "WEBHOOK_FIRST_CHECK_DELAY_SECONDS", 600, 0, 900
@@ -117,13 +120,13 @@ class _EnvReader:
             raise ConfigurationError(f"{name} must be an http(s) URL")
         return value
 
-    def boolean(self, name: str, default: bool) -> bool:
+    def boolean(self, name: str, *, default: bool) -> bool:
         raw = self.optional(name)
         if raw is None:
             return default
-        if raw.lower() not in ("true", "false"):
-            raise ConfigurationError(f"{name} must be 'true' or 'false', got {raw!r}")
-        return raw.lower() == "true"
+        if raw.lower() in ("true", "false"):
+            return raw.lower() == "true"
+        raise ConfigurationError(f"{name} must be 'true' or 'false', got {raw!r}")
 
     def integer(self, name: str, default: int, low: int, high: int) -> int:
         raw = self.optional(name)

@@ -24,14 +24,22 @@ class Tally:
         self._lock = threading.Lock()
         self.counts: Counter[str] = Counter()
         self.latencies_ms: list[float] = []
+        # Values of a gauge as they change (InFlightLimit), flushed like the latencies.
+        self.samples: dict[str, list[float]] = {}
 
     def count(self, name: str, value: int = 1) -> None:
         with self._lock:
             self.counts[name] += value
 
+    def sample(self, name: str, value: float) -> None:
+        with self._lock:
+            self.samples.setdefault(name, []).append(value)
+
     def api_call(self, operation: str, status: int | None, seconds: float) -> None:
         with self._lock:
             self.counts["ApiCalls"] += 1
+            if status == 429:
+                self.counts["ApiRateLimited"] += 1
             self.latencies_ms.append(seconds * 1000.0)
 
     def api_retry(self, operation: str, reason: str) -> None:
@@ -42,11 +50,22 @@ class Tally:
         with self._lock:
             counts, self.counts = self.counts, Counter()
             latencies, self.latencies_ms = self.latencies_ms, []
+            samples, self.samples = self.samples, {}
         for name, value in sorted(counts.items()):
             target.add_metric(name=name, unit=MetricUnit.Count, value=value)
-        step = max(1, len(latencies) // MAX_LATENCY_SAMPLES)
-        for sample in latencies[::step][:MAX_LATENCY_SAMPLES]:
-            target.add_metric(name="ApiLatency", unit=MetricUnit.Milliseconds, value=sample)
+        _add_samples(target, "ApiLatency", MetricUnit.Milliseconds, latencies)
+        for name, values in sorted(samples.items()):
+            _add_samples(target, name, MetricUnit.Count, values)
+
+
+def _add_samples(target: Metrics, name: str, unit: MetricUnit, values: list[float]) -> None:
+    """At most MAX_LATENCY_SAMPLES of them, spread over the invocation (the last kept)."""
+    step = max(1, len(values) // MAX_LATENCY_SAMPLES)
+    kept = values[::step][: MAX_LATENCY_SAMPLES - 1]
+    if values and (not kept or kept[-1] is not values[-1]):
+        kept.append(values[-1])
+    for sample in kept:
+        target.add_metric(name=name, unit=unit, value=sample)
 
 
 def count_once(name: str, reason: str | None = None) -> None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from importlib.metadata import version
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
@@ -16,8 +14,16 @@ from urllib.parse import quote, urlencode
 import urllib3
 
 from batch_canceller import __version__
+from batch_canceller.api_errors import MIN_REQUEST_SECONDS, OutOfTime, TransientApiError
 from batch_canceller.api_key import ApiKeySource
-from batch_canceller.bounded_answers import answer_by, bounded_pool_manager, read_body
+from batch_canceller.api_pacing import current_pacing
+from batch_canceller.bounded_answers import (
+    answer_by,
+    bounded_pool_manager,
+    describe_network_error,
+    parse_json,
+    read_body,
+)
 from batch_canceller.commands import validate_batch_id
 from batch_canceller.config import ApiStyle
 from batch_canceller.deadline import Deadline
@@ -28,8 +34,6 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 READ_TIMEOUT_SECONDS = 30.0
 # An answer larger than this is not a Batch or a page of them.
 MAX_BODY_BYTES = 16 * 1024 * 1024
-# No request starts unless at least this much usable time is left.
-MIN_REQUEST_SECONDS = 1.0
 # A 401 refreshes the key from Secrets Manager at most this often per container.
 KEY_REFRESH_INTERVAL_SECONDS = 30.0
 
@@ -42,29 +46,6 @@ _NETWORK_ERRORS = (
     urllib3.exceptions.DecodeError,
     urllib3.exceptions.ProxyError,
 )
-
-
-class TransientApiError(Exception):
-    """The API could not be reached or kept failing; the work is retried later.
-
-    `status` and `request_id` are those of the last answer (None when there was none, e.g. a
-    timeout); the message says what happened and never holds the key.
-    """
-
-    status: int | None
-    request_id: str | None
-
-    def __init__(
-        self, message: str, status: int | None = None, request_id: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.request_id = request_id
-
-
-class OutOfTime(TransientApiError):
-    """The invocation has no time left for the request (or its retry): nothing was done, so
-    the work can go on elsewhere as it is."""
 
 
 @dataclass(frozen=True)
@@ -209,14 +190,16 @@ class OpenAIBatchClient:
                         self._observer.api_retry(operation, f"HTTP {outcome.status}, key refreshed")
                         continue
                 return outcome
-            if attempt >= self._retry.max_attempts:
+            wait = outcome.wait
+            # Paced, a 429 is a wait, not a failure: retried until the deadline, then deferred.
+            waits = outcome.status == 429 and current_pacing().retries_rate_limits
+            if attempt >= self._retry.max_attempts and not waits:
                 raise TransientApiError(
                     f"{operation}: {outcome.reason} after {attempt} attempts",
                     outcome.status,
                     outcome.request_id,
                 )
-            wait = outcome.wait
-            if wait > self._retry.max_retry_after_seconds:
+            if wait > self._retry.max_retry_after_seconds and not waits:
                 raise TransientApiError(
                     f"{operation}: {outcome.reason}; asked to wait {wait:.1f}s",
                     outcome.status,
@@ -227,6 +210,7 @@ class OpenAIBatchClient:
                     f"{operation}: {outcome.reason}; retry in {wait:.1f}s would pass the deadline",
                     outcome.status,
                     outcome.request_id,
+                    retry_after=wait if waits else None,
                 )
             self._observer.api_retry(operation, outcome.reason)
             self._sleep(wait)
@@ -239,23 +223,27 @@ class OpenAIBatchClient:
         timeout = urllib3.Timeout(
             connect=min(CONNECT_TIMEOUT_SECONDS, usable), read=min(READ_TIMEOUT_SECONDS, usable)
         )
-        started = time.perf_counter()
         answer_within = min(READ_TIMEOUT_SECONDS, usable)
-        try:
-            with answer_by(answer_within):
-                raw = self._pool.request(
-                    method,
-                    url,
-                    headers=self._headers(key),
-                    timeout=timeout,
-                    retries=False,
-                    redirect=False,
-                    preload_content=False,
-                )
-                data = read_body(raw, started + answer_within, MAX_BODY_BYTES)
-        except _NETWORK_ERRORS as exc:
-            self._observer.api_call(operation, None, time.perf_counter() - started)
-            return _Failure(_describe_network_error(exc), self._retry.backoff(attempt, self._rng))
+        # The invocation's window and pause (api_pacing) bound every attempt, retries included.
+        with current_pacing().slot(deadline) as slot:
+            started = time.perf_counter()
+            try:
+                with answer_by(answer_within):
+                    raw = self._pool.request(
+                        method,
+                        url,
+                        headers=self._headers(key),
+                        timeout=timeout,
+                        retries=False,
+                        redirect=False,
+                        preload_content=False,
+                    )
+                    data = read_body(raw, started + answer_within, MAX_BODY_BYTES)
+            except _NETWORK_ERRORS as exc:
+                self._observer.api_call(operation, None, time.perf_counter() - started)
+                wait = self._retry.backoff(attempt, self._rng)
+                return _Failure(describe_network_error(exc), wait)
+            slot.answered(raw.status, raw.headers)
         self._observer.api_call(operation, raw.status, time.perf_counter() - started)
         headers = {name.lower(): value for name, value in raw.headers.items()}
         request_id = headers.get("x-request-id") or headers.get("apim-request-id")
@@ -269,7 +257,7 @@ class OpenAIBatchClient:
                 f"HTTP {raw.status} (request {request_id})", wait, raw.status, request_id
             )
         try:
-            body = _parse_json(data)
+            body = parse_json(data)
         except ValueError:
             if 200 <= raw.status < 300:
                 return _Failure(
@@ -288,23 +276,3 @@ class OpenAIBatchClient:
                 return self._api_key.get()
             self._last_key_refresh = now
             return self._api_key.get(refresh=True)
-
-
-def _parse_json(data: bytes) -> Any:
-    """Floats become Decimal so they reach DynamoDB and back exactly as the API wrote them."""
-
-    def reject_constant(name: str) -> Any:
-        raise ValueError(f"non-standard JSON constant {name}")
-
-    if not data:
-        raise ValueError("empty body")
-    try:
-        return json.loads(data, parse_float=Decimal, parse_constant=reject_constant)
-    except RecursionError:
-        raise ValueError("JSON nested too deeply") from None
-
-
-def _describe_network_error(exc: Exception) -> str:
-    reason = getattr(exc, "reason", None)
-    inner = type(reason).__name__ if isinstance(reason, Exception) else None
-    return f"{type(exc).__name__}" + (f" ({inner})" if inner else "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ from batch_canceller.announcer import (
 )
 from batch_canceller.announcing import Announcer
 from batch_canceller.api_key import ApiKeySource, RememberedKeys, SecretsManagerApiKey
+from batch_canceller.api_pacing import AdaptiveConcurrency
 from batch_canceller.app import Application
 from batch_canceller.aws_deadline import bound_by_deadline, carrying_deadline
 from batch_canceller.config import Settings
@@ -32,6 +34,7 @@ from batch_canceller.reconcile import Reconciler
 from batch_canceller.records import utc_now
 from batch_canceller.schedule_writer import SCHEDULER_CALLS
 from batch_canceller.scheduling import CancellationScheduler
+from batch_canceller.shared_pause import SharedPause
 from batch_canceller.store import BatchStore
 from batch_canceller.sweep import Sweeper
 from batch_canceller.work import WorkRunner
@@ -173,6 +176,9 @@ def build_application(
         tally,
         pending=pending,
     )
+    pacing = AdaptiveConcurrency(
+        settings.max_in_flight, tally, SharedPause(dynamodb, settings.batches_table_name)
+    )
     return Application(
         processor=processor,
         dead_letters=DeadLetterSender(sqs, settings.dead_letter_queue_url),
@@ -185,4 +191,5 @@ def build_application(
         ).run,
         event_source=settings.event_source,
         clock=clock,
+        api_pacing=pacing.invocation if settings.adaptive_concurrency else nullcontext,
     )

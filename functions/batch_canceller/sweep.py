@@ -13,10 +13,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from batch_canceller.announcer import EventPublisher
+from batch_canceller.api_errors import MIN_REQUEST_SECONDS, TransientApiError
 from batch_canceller.commands import NON_TERMINAL_STATUSES, SweepRequest
 from batch_canceller.deadline import FINISH_SECONDS, Deadline
 from batch_canceller.observability import logger
-from batch_canceller.openai_api import MIN_REQUEST_SECONDS, OpenAIBatchClient, TransientApiError
+from batch_canceller.openai_api import OpenAIBatchClient
 from batch_canceller.queue import SEND_BATCH_MAX_ENTRIES, QueueSender, command_messages
 from batch_canceller.records import utc_now
 from batch_canceller.statuses import DetailType

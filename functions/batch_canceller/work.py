@@ -13,17 +13,13 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from batch_canceller.announce_protocol import Claim
+from batch_canceller.api_errors import MIN_REQUEST_SECONDS, OutOfTime, TransientApiError
 from batch_canceller.commands import StatusCheck
 from batch_canceller.config import ConfigurationError
 from batch_canceller.deadline import Deadline
 from batch_canceller.follow_up import CheckStep, PollSettings, classify
 from batch_canceller.observability import Tally, logger
-from batch_canceller.openai_api import (
-    MIN_REQUEST_SECONDS,
-    ApiResponse,
-    OutOfTime,
-    TransientApiError,
-)
+from batch_canceller.openai_api import ApiResponse
 from batch_canceller.records import Watch, iso
 from batch_canceller.redaction import redact_all
 from batch_canceller.statuses import is_terminal
@@ -73,9 +69,10 @@ class WorkRunner:
             self._tally.count("StatusChecks")
             return self._check(item, work, claim, deadline)
         except OutOfTime as exc:
-            # Nothing was written for it: the work goes on as it is, in another invocation.
+            # Nothing was written for it: the work goes on as it is, in another invocation
+            # (after the rate limit's pause, when that is what stopped it).
             self._tally.count("DeadlineDeferrals")
-            return self._failed(item, "deferred", str(exc))
+            return replace(self._failed(item, "deferred", str(exc)), retry_after=exc.retry_after)
         except TransientApiError as exc:
             self._tally.count("TransientFailures")
             logger.warning(

@@ -35,6 +35,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--style", choices=("openai", "azure"), default="openai")
     parser.add_argument("--seed", type=int, default=0, help="seed N in_progress batches")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added per answer")
+    parser.add_argument(
+        "--rate-limit",
+        type=float,
+        default=_env_float("OPENAI_EMULATOR_RATE_LIMIT"),
+        help="requests/s shared by all callers, over it 429 (default: no limit)",
+    )
+    parser.add_argument(
+        "--burst",
+        type=float,
+        default=_env_float("OPENAI_EMULATOR_BURST"),
+        help="requests the bucket lets through at once (default: one second's worth)",
+    )
     parser.add_argument("--log-level", default="WARNING")
     hooks = parser.add_argument_group("webhooks (sent on every change to a terminal status)")
     defaults = WebhookSettings()
@@ -50,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     hooks.add_argument("--webhook-max-backoff", type=float, default=defaults.max_backoff_seconds)
     hooks.add_argument("--webhook-timeout", type=float, default=defaults.timeout_seconds)
     return parser
+
+
+def _env_float(name: str) -> float | None:
+    raw = os.environ.get(name, "").strip()
+    return float(raw) if raw else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         latency_seconds=args.latency,
         webhook_settings=settings,
         webhook_secret=secret,
+        rate_limit=args.rate_limit,
+        burst=args.burst,
     )
     with emulator:
         for batch in emulator.seed_many(args.seed):

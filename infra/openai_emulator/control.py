@@ -121,6 +121,28 @@ def _set_config(emu: OpenAIEmulator, request: Request, _arg: str) -> Response:
     return Response.json(200, emu.config())
 
 
+def _get_rate_limit(emu: OpenAIEmulator, _request: Request, _arg: str) -> Response:
+    return Response.json(200, emu.rate_limit.snapshot())
+
+
+def _set_rate_limit(emu: OpenAIEmulator, request: Request, _arg: str) -> Response:
+    """`{"requests_per_second": R, "burst": B}` (R null: no limit); the bucket starts full."""
+    body = _object(request)
+    unknown = set(body) - {"requests_per_second", "burst"}
+    if unknown:
+        raise ValueError(f"unknown rate_limit fields: {sorted(unknown)}")
+    rate, burst = body.get("requests_per_second"), body.get("burst")
+    emu.rate_limit.configure(
+        None if rate is None else float(rate), None if burst is None else float(burst)
+    )
+    return Response.json(200, emu.rate_limit.snapshot())
+
+
+def _clear_rate_limit_counts(emu: OpenAIEmulator, _request: Request, _arg: str) -> Response:
+    emu.rate_limit.reset_counts()
+    return Response.empty()
+
+
 _ROUTES: tuple[tuple[str, re.Pattern[str], Action], ...] = tuple(
     (method, re.compile(CONTROL_PREFIX + path), action)
     for method, path, action in (
@@ -138,6 +160,9 @@ _ROUTES: tuple[tuple[str, re.Pattern[str], Action], ...] = tuple(
         ("GET", "/config", _get_config),
         ("POST", "/config", _set_config),
         *WEBHOOK_ROUTES,
+        ("GET", "/rate_limit", _get_rate_limit),
+        ("POST", "/rate_limit", _set_rate_limit),
+        ("DELETE", "/rate_limit/counts", _clear_rate_limit_counts),
     )
 )
 

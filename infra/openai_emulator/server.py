@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -14,6 +15,7 @@ from infra.openai_emulator.api import API_STYLES, ApiSurface
 from infra.openai_emulator.faults import Fault, FaultSet
 from infra.openai_emulator.http_server import EmulatorHTTPServer
 from infra.openai_emulator.lifecycle import LifecycleThread
+from infra.openai_emulator.rate_limit import TokenBucket, rate_limited
 from infra.openai_emulator.store import BatchStore
 from infra.openai_emulator.webhook_sender import WebhookSender
 from infra.openai_emulator.webhook_settings import WebhookSettings
@@ -45,6 +47,8 @@ class OpenAIEmulator(ManagedServer):
         max_recorded_requests: int = 100_000,
         webhook_settings: WebhookSettings | None = None,
         webhook_secret: str | None = None,
+        rate_limit: float | None = None,
+        burst: float | None = None,
     ) -> None:
         if api_style not in API_STYLES:
             raise ValueError(f"api_style must be one of {API_STYLES}, not {api_style!r}")
@@ -64,6 +68,9 @@ class OpenAIEmulator(ManagedServer):
         self._store.on_terminal = self._state_changed
         self._lifecycle = LifecycleThread(self._store, clock)
         self._faults = FaultSet(self._lock)
+        self._clock = clock
+        # Requests per second shared by every caller; off (None) unless set.
+        self.rate_limit = TokenBucket(rate_limit, burst)
         self._surface = ApiSurface(api_style, self.path_prefix)
         self._log: deque[RecordedRequest] = deque(maxlen=max_recorded_requests)
         self._server: EmulatorHTTPServer | None = None
@@ -235,13 +242,15 @@ class OpenAIEmulator(ManagedServer):
 
     def reset(self) -> None:
         """No batches, no state changes, no faults, no fault counts, empty request log, no
-        webhook deliveries or webhook faults (the webhook url and secret stay)."""
+        webhook deliveries or webhook faults (the webhook url and secret stay), no rate-limit
+        counts (the limit itself stays as set)."""
         self._store.clear()
         self._changes.clear()
         self._faults.clear(counts=True)
         self.clear_requests()
         self.webhooks.faults.clear(counts=True)
         self.webhooks.clear()
+        self.rate_limit.reset_counts()
 
     # -- request handling (called on server threads) --------------------------------------
 
@@ -250,6 +259,13 @@ class OpenAIEmulator(ManagedServer):
             return Reply(control.handle(self, request))
         arrived = time.time()
         latency = self.latency_seconds
+        verdict = self.rate_limit.take(self._clock(), time.monotonic(), latency)
+        if not verdict.allowed:
+            # Refused at the edge, as OpenAI's limiter does: at once, without the latency.
+            limited = rate_limited(verdict, int(self.rate_limit.burst)).response()
+            wait_ms = int(verdict.headers["retry-after-ms"])
+            self._record(request, arrived, limited.status, wait_ms)
+            return Reply(limited)
         action = self._faults.match(request.method, request.path)
         if action is not None and action.kind in ("drop", "reset"):
             self._record(request, arrived, None)
@@ -260,11 +276,23 @@ class OpenAIEmulator(ManagedServer):
             response = self._surface.handle(request, self._store, self._api_keys)
         delay = latency + (action.delay_seconds if action is not None else 0.0)
         self._record(request, arrived, response.status)
+        if verdict.headers:
+            headers = {**verdict.headers, **response.headers}
+            response = dataclasses.replace(response, headers=headers)
         return Reply(response, delay)
 
-    def _record(self, request: Request, at: float, status: int | None) -> None:
+    def _record(
+        self, request: Request, at: float, status: int | None, retry_after_ms: int | None = None
+    ) -> None:
         entry = RecordedRequest(
-            request.method, request.path, request.query, request.headers, request.body, at, status
+            request.method,
+            request.path,
+            request.query,
+            request.headers,
+            request.body,
+            at,
+            status,
+            retry_after_ms,
         )
         with self._lock:
             self._log.append(entry)

@@ -64,6 +64,8 @@ class RecordedRequest:
     body: bytes
     at: float
     status: int | None = None  # None when the connection was dropped or reset
+    # The wait a rate-limited answer asked for (its `retry-after-ms`), else None.
+    retry_after_ms: int | None = None
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -85,4 +87,5 @@ class RecordedRequest:
             "body": self.body.decode("utf-8", errors="replace"),
             "at": self.at,
             "status": self.status,
+            "retry_after_ms": self.retry_after_ms,
         }

@@ -19,17 +19,16 @@ from typing import TYPE_CHECKING, Any
 import openai
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from batch_canceller.api_errors import MIN_REQUEST_SECONDS, TransientApiError
 from batch_canceller.app import Application
 from batch_canceller.commands import validate_batch_id
 from batch_canceller.config import ConfigurationError
 from batch_canceller.observability import logger, metrics
 from batch_canceller.openai_api import (
-    MIN_REQUEST_SECONDS,
     READ_TIMEOUT_SECONDS,
     ApiEndpoint,
     ApiObserver,
     ApiResponse,
-    TransientApiError,
 )
 
 if TYPE_CHECKING:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import urllib3
 
+from batch_canceller.api_errors import TransientApiError
 from batch_canceller.api_key import StaticApiKey
 from batch_canceller.deadline import Deadline
 from batch_canceller.openai_api import (
@@ -21,7 +22,6 @@ from batch_canceller.openai_api import (
     ApiEndpoint,
     ApiResponse,
     OpenAIBatchClient,
-    TransientApiError,
 )
 from batch_canceller.retry_policy import RetryPolicy
 from batch_canceller.work import says_cannot_cancel

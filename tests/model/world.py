@@ -18,8 +18,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError, ReadTimeoutError
 
+from batch_canceller.api_errors import TransientApiError
 from batch_canceller.json_values import from_item
-from batch_canceller.openai_api import ApiResponse, TransientApiError
+from batch_canceller.openai_api import ApiResponse
 
 START = 1_800_000_000.0  # the model's epoch: 2027-01-15
 SOURCE = "batch-canceller"

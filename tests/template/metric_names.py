@@ -22,7 +22,8 @@ from infra.sam.template import ROOT
 PACKAGE = ROOT / "functions" / "batch_canceller"
 
 # Receivers of `.count(...)` that are the Tally (a `str.count` or `list.count` elsewhere is not).
-TALLY_RECEIVERS = frozenset({"tally", "self.tally", "self._tally", "self"})
+TALLY_RECEIVERS = frozenset({"tally", "self.tally", "self._tally", "self", "self._observer"})
+# `.sample(NAME, value)` on the same receivers: a sampled metric (InFlightLimit).
 
 # (module, expression) -> the names it evaluates to, for names the code computes.
 DERIVED: dict[tuple[str, str], frozenset[str]] = {
@@ -30,7 +31,7 @@ DERIVED: dict[tuple[str, str], frozenset[str]] = {
     ("announcing", "detail_type.replace(' ', '')"): frozenset(
         detail_type.replace(" ", "") for detail_type in RECEIPTED_DETAIL_TYPES
     ),
-    # Tally.flush and count_once hand on the names counted elsewhere: no name of their own.
+    # Tally.flush, _add_samples and count_once hand on the names counted elsewhere.
     ("observability", "name"): frozenset(),
     # The webhook receiver counts each answer under its outcome's metric.
     ("webhook_intake", "METRICS[answer.outcome]"): frozenset(WEBHOOK_METRICS.values()),
@@ -79,7 +80,7 @@ def _emitted_name_nodes(tree: ast.AST) -> Iterator[tuple[ast.AST, ast.expr]]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             receiver = ast.unparse(node.func.value)
-            if node.func.attr == "count" and receiver in TALLY_RECEIVERS and node.args:
+            if node.func.attr in ("count", "sample") and receiver in TALLY_RECEIVERS and node.args:
                 yield node, node.args[0]
             elif node.func.attr in ("add_metric", "single_metric"):
                 keyword = {k.arg: k.value for k in node.keywords}
@@ -88,6 +89,8 @@ def _emitted_name_nodes(tree: ast.AST) -> Iterator[tuple[ast.AST, ast.expr]]:
             # `count_once(NAME, ...)` (observability) and Powertools' `single_metric(name=...)`.
             if node.func.id == "count_once" and node.args:
                 yield node, node.args[0]
+            elif node.func.id == "_add_samples" and len(node.args) > 1:  # observability's
+                yield node, node.args[1]
             elif node.func.id == "single_metric":
                 yield node, {k.arg: k.value for k in node.keywords}.get("name", node.func)
         elif isinstance(node, ast.Subscript) and ast.unparse(node.value) == "self.counts":

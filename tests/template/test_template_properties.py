@@ -670,6 +670,7 @@ def test_parameter_defaults_are_the_functions_defaults(template: dict[str, Any])
         "poll_max_delay_seconds",
         "poll_timeout_seconds",
         "max_in_flight",
+        "adaptive_concurrency",
         "api_style",
         "azure_api_version",
     ):
@@ -702,6 +703,15 @@ def test_api_style_values_are_the_functions(template: dict[str, Any]) -> None:
     base = function_environment(template, FUNCTION, resolver(template))
     for style in template["Parameters"]["OpenAIApiStyle"]["AllowedValues"]:
         assert Settings.from_env({**base, "OPENAI_API_STYLE": style}).api_style == style
+
+
+def test_adaptive_concurrency_values_are_the_functions(template: dict[str, Any]) -> None:
+    base = function_environment(template, FUNCTION, resolver(template))
+    values = template["Parameters"]["AdaptiveConcurrency"]["AllowedValues"]
+    read = {
+        Settings.from_env({**base, "ADAPTIVE_CONCURRENCY": v}).adaptive_concurrency for v in values
+    }
+    assert read == {True, False}
 
 
 def test_secret_parameter_takes_a_secret_arn_only(template: dict[str, Any]) -> None:

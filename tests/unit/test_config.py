@@ -54,6 +54,7 @@ def test_defaults_match_the_contract_table() -> None:
     assert settings.poll_max_delay_seconds == 900
     assert settings.poll_timeout_seconds == 86400
     assert settings.max_in_flight == 32
+    assert settings.adaptive_concurrency is True
     assert settings.schedule_group_name == "default"
     assert settings.scheduler_role_arn is None
     assert settings.api_style == "openai"
@@ -271,3 +272,14 @@ def test_a_webhook_first_delay_above_the_poll_maximum_is_clamped_to_it() -> None
     too_long = env(WEBHOOKS_ENABLED="true", POLL_MAX_DELAY_SECONDS="300")
     assert Settings.from_env(too_long).first_check_delay_seconds == 300
     assert Settings.from_env({**too_long, "WEBHOOKS_ENABLED": "false"}).webhooks_enabled is False
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("false", False), ("FALSE", False), ("true", True)])
+def test_adaptive_concurrency_is_true_or_false(raw: str, expected: bool) -> None:
+    assert Settings.from_env(env(ADAPTIVE_CONCURRENCY=raw)).adaptive_concurrency is expected
+
+
+@pytest.mark.parametrize("raw", ["yes", "0", "off"])
+def test_adaptive_concurrency_other_than_true_or_false_is_rejected(raw: str) -> None:
+    with pytest.raises(ConfigurationError, match="ADAPTIVE_CONCURRENCY"):
+        Settings.from_env(env(ADAPTIVE_CONCURRENCY=raw))

@@ -12,6 +12,7 @@ import pytest
 import urllib3
 
 from batch_canceller import __version__, openai_api
+from batch_canceller.api_errors import TransientApiError
 from batch_canceller.api_key import StaticApiKey
 from batch_canceller.commands import InvalidInput
 from batch_canceller.deadline import Deadline
@@ -19,7 +20,6 @@ from batch_canceller.openai_api import (
     ApiEndpoint,
     ApiResponse,
     OpenAIBatchClient,
-    TransientApiError,
 )
 from batch_canceller.retry_policy import RetryPolicy
 from infra.openai_emulator import Fault, OpenAIEmulator
