@@ -125,7 +125,13 @@ def build_application(
     map_fn = carrying_deadline(workers.map)
     processor = CancelProcessor(
         runner=WorkRunner(
-            api, store, poll, tally, key_source.redact, clock, webhooks=settings.webhooks_enabled
+            api,
+            store,
+            poll,
+            tally,
+            key_source.redact_all,
+            clock,
+            webhooks=settings.webhooks_enabled,
         ),
         store=store,
         announcer=Announcer(

@@ -25,7 +25,6 @@ from batch_canceller.openai_api import (
     TransientApiError,
 )
 from batch_canceller.records import Watch, iso
-from batch_canceller.redaction import redact_all
 from batch_canceller.statuses import is_terminal
 from batch_canceller.store import BatchStore
 from batch_canceller.webhook_notice import NoticeStep, WebhookNotice, classify_notice
@@ -41,7 +40,7 @@ class WorkRunner:
         store: BatchStore,
         poll: PollSettings,
         tally: Tally,
-        redact: Callable[[str], str],
+        redact: Callable[[Any], Any],
         clock: Callable[[], datetime],
         *,
         webhooks: bool = False,
@@ -50,6 +49,7 @@ class WorkRunner:
         self._store = store
         self._poll = poll
         self._tally = tally
+        # Redacts a JSON value (an answer's Batch object, an error's fields): every string in it.
         self._redact = redact
         self._clock = clock
         # With webhooks a check often arrives after a notice ended the batch: it reads the
@@ -106,7 +106,7 @@ class WorkRunner:
             answer = self._api.retrieve_batch(work.batch_id, deadline)
         if not answer.ok:
             return self._api_error(item, answer, claim)
-        batch = redact_all(_batch_object(answer, work.batch_id), self._redact)
+        batch = self._redact(_batch_object(answer, work.batch_id))
         now = self._clock()
         # A batch the answer leaves short of terminal (`cancelling`, or the `in_progress` of a
         # gateway that answers before it acts) is followed by a chain of status checks. This
@@ -167,7 +167,7 @@ class WorkRunner:
             # A failed look is no news (as for a check): nothing stored, the chain goes on.
             logger.warning("webhook lookup failed", extra={**log, "http_status": answer.status})
             return WorkResult(work, item.delivery, "webhook_lookup_failed")
-        batch = redact_all(_batch_object(answer, work.batch_id), self._redact)
+        batch = self._redact(_batch_object(answer, work.batch_id))
         saved = self._store.save_batch(
             work.batch_id, batch, claim=claim, webhook_event=work.event_id
         )
@@ -191,7 +191,7 @@ class WorkRunner:
                 return WorkResult(work, item.delivery, "check_superseded", None, known)
         answer = self._api.retrieve_batch(work.batch_id, deadline)
         if answer.ok:
-            batch = redact_all(_batch_object(answer, work.batch_id), self._redact)
+            batch = self._redact(_batch_object(answer, work.batch_id))
             saved = self._store.save_batch(work.batch_id, batch, claim=claim)
         elif answer.status in (401, 403):
             return self._api_error(item, answer, claim)
@@ -228,8 +228,8 @@ class WorkRunner:
         # Every text field: a gateway may quote the request (and its key) in any of them.
         return {
             "http_status": answer.status,
-            "type": redact_all(error.get("type"), self._redact),
-            "code": redact_all(error.get("code"), self._redact),
+            "type": self._redact(error.get("type")),
+            "code": self._redact(error.get("code")),
             "message": self._redact(str(error.get("message") or f"HTTP {answer.status}")),
             "at": iso(self._clock()),
         }
