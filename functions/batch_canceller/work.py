@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -123,8 +122,8 @@ class WorkRunner:
         )
         record = saved.record
         if not record.followed:
-            result = WorkResult(work, item.delivery, record.status or "unknown", None, record)
-            return replace(result, claimed=saved.claimed)
+            outcome = record.status or "unknown"
+            return WorkResult(work, item.delivery, outcome, None, record, saved.claimed)
         if record.watch_id is None or self._poll.expired(record.watch_since, now):
             # No chain yet (a stale answer did not write one), or the chain timed out (it
             # stalled, or will when its next check arrives): a new one, its clock from now.
@@ -138,8 +137,9 @@ class WorkRunner:
             record.watch_since or now,
             uuid.uuid4().hex,
         )
-        result = WorkResult(work, item.delivery, str(record.status), None, record, saved.claimed)
-        return replace(result, next_check=next_check)
+        return WorkResult(
+            work, item.delivery, str(record.status), None, record, saved.claimed, next_check
+        )
 
     def _notice(
         self, item: WorkItem, work: WebhookNotice, claim: Claim, deadline: Deadline
