@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import (
@@ -43,6 +44,11 @@ class Announcement:
     @property
     def key(self) -> tuple[str, str]:
         return (self.batch_id, self.detail_type)
+
+    @cached_property
+    def detail_json(self) -> str:
+        """The event's Detail, written once: sizing the chunks and sending them both need it."""
+        return dumps(self.detail)
 
 
 def announcement_from(record: BatchRecord, detail_type: str, publication_id: str) -> Announcement:
@@ -114,7 +120,7 @@ class EventPublisher:
         return {
             "Source": self._source,
             "DetailType": announcement.detail_type,
-            "Detail": dumps(announcement.detail),
+            "Detail": announcement.detail_json,
             "EventBusName": self._bus,
         }
 

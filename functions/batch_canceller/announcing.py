@@ -170,17 +170,17 @@ class Announcer:
             return Verdict(False, None, "not claimed: deadline")
         claim = Claim(event.delivery.token, lease)
         try:
-            result = self._ledger.claim(event.announcement.batch_id, event.key[1], claim)
+            lost_to = self._ledger.claim(event.announcement.batch_id, event.key[1], claim)
         except (ClientError, BotoCoreError) as exc:
             logger.warning(
                 "claim not written", extra={"batch_id": event.key[0], "why": type(exc).__name__}
             )
             return Verdict(False, None, "claim not written")
-        if result.changed:
+        if lost_to is None:
             if event.ledger.claim is not None:
                 self._tally.count("ClaimsTakenOver")
             return Decision(Step.PUBLISH)
-        again = decide(result.record.ledger(event.key[1]), claimed_here=False, now=self._now())
+        again = decide(lost_to.ledger(event.key[1]), claimed_here=False, now=self._now())
         # Lapsed by now although the write found it live (a claim taken and given up between):
         # come back in a second rather than spin.
         return Decision(Step.WAIT, 1.0) if again.step is Step.CLAIM else again

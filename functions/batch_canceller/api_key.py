@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from batch_canceller.config import ConfigurationError
+from batch_canceller.redaction import redact_all
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -134,6 +135,11 @@ class RememberedKeys:
             if key in text:
                 text = text.replace(key, "[redacted]")
         return text
+
+    def redact_all(self, value: Any) -> Any:
+        """`value` (an answer's JSON) with every key handed out redacted in every string of
+        it; an answer quoting none (almost every one) is returned as it is, unwalked."""
+        return redact_all(value, self.redact, self._keys)
 
 
 class StaticApiKey:

@@ -8,14 +8,14 @@ from typing import Any
 
 from batch_canceller.announce_protocol import Claim
 from batch_canceller.item_table import ItemTable
-from batch_canceller.records import CLAIM_PREFIX, BatchRecord, SaveResult
+from batch_canceller.records import CLAIM_PREFIX, BatchRecord
 from batch_canceller.statuses import TERMINAL_RANK
 
 
 class EventLedger(ItemTable):
-    def claim(self, batch_id: str, detail_type: str, claim: Claim) -> SaveResult:
-        """Claim an owed event that is free or whose lease has ended. `changed` says whether
-        this write won; the record is the item after it, or as it was when it lost."""
+    def claim(self, batch_id: str, detail_type: str, claim: Claim) -> BatchRecord | None:
+        """Claim an owed event that is free or whose lease has ended. None: this write won;
+        otherwise the record as it was when it lost."""
         names = {"#claim": CLAIM_PREFIX + detail_type, "#expires": "expires"}
         values: dict[str, Any] = {
             ":type": {"S": detail_type},
@@ -23,7 +23,7 @@ class EventLedger(ItemTable):
         }
         sets: list[str] = []
         set_claim(sets, values, names, detail_type, claim)
-        return self._update(
+        return self._update_or_current(
             batch_id,
             "SET " + ", ".join(sets),
             values,
@@ -32,7 +32,6 @@ class EventLedger(ItemTable):
                 " AND (attribute_not_exists(#claim) OR #claim.#expires <= :now)"
             ),
             names=names,
-            claims=detail_type,
         )
 
     def release_claim(self, batch_id: str, detail_type: str, token: str) -> bool:
@@ -63,7 +62,8 @@ class EventLedger(ItemTable):
             names["#token"] = "token"
             values[":token"] = {"S": claimed_by}
             owed += " AND #claim.#token = :token"
-        settling = self._update(
+        # The usual mark (the batch's one event): the item is needed only if this fails.
+        unsettled = self._update_or_current(
             batch_id,
             "DELETE pending_events :event ADD announced_events :event"
             " REMOVE #claim, follow_through",
@@ -74,9 +74,9 @@ class EventLedger(ItemTable):
             ),
             names=names,
         )
-        if settling.changed:
+        if unsettled is None:
             return True
-        if detail_type not in settling.record.pending_events:
+        if detail_type not in unsettled.pending_events:
             return False
         marked = self._update(
             batch_id,

@@ -1,5 +1,6 @@
-"""One item per batch in the BatchesTable: conditional UpdateItems that answer with the item,
-shared by the record's writes (`store`) and the event ledger's (`event_ledger`)."""
+"""One item per batch in the BatchesTable: conditional UpdateItems that answer with the item
+(or, when the caller needs it only on failure, with nothing on success), shared by the record's
+writes (`store`) and the event ledger's (`event_ledger`)."""
 
 from __future__ import annotations
 
@@ -90,33 +91,66 @@ class ItemTable:
     ) -> SaveResult:
         """An UpdateItem answering with the item after it, or as it was if the condition
         failed; `claims` is the event the write claims when it succeeds."""
+        request = self._request(batch_id, expression, values, condition, names)
+        try:
+            answer = self._client.update_item(**request, ReturnValues="ALL_NEW")
+        except ClientError as exc:
+            return SaveResult(self._current_on_failure(batch_id, exc), changed=False)
+        claimed = frozenset({claims}) if claims else frozenset()
+        return SaveResult(BatchRecord.from_attributes(answer["Attributes"]), True, claimed)
+
+    def _update_or_current(
+        self,
+        batch_id: str,
+        expression: str,
+        values: dict[str, Any],
+        condition: str,
+        names: dict[str, str] | None = None,
+    ) -> BatchRecord | None:
+        """A conditional UpdateItem whose caller needs the item only when the condition
+        failed: None when the write passed (answered with no attributes, so nothing to parse),
+        else the item as it was."""
+        request = self._request(batch_id, expression, values, condition, names)
+        try:
+            self._client.update_item(**request, ReturnValues="NONE")
+        except ClientError as exc:
+            return self._current_on_failure(batch_id, exc)
+        return None
+
+    def _request(
+        self,
+        batch_id: str,
+        expression: str,
+        values: dict[str, Any],
+        condition: str | None,
+        names: dict[str, str] | None,
+    ) -> dict[str, Any]:
         request: dict[str, Any] = {
             "TableName": self._table,
             "Key": {"batch_id": {"S": batch_id}},
             "UpdateExpression": expression,
             "ExpressionAttributeValues": values,
-            "ReturnValues": "ALL_NEW",
         }
         if names:
             request["ExpressionAttributeNames"] = names
         if condition:
             request["ConditionExpression"] = condition
             request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-        try:
-            answer = self._client.update_item(**request)
-        except ClientError as exc:
-            if not _is_condition_failure(exc):
-                raise
-            current: Any = exc.response.get("Item")
-            if current is None:
-                current = self._client.get_item(
-                    TableName=self._table, Key={"batch_id": {"S": batch_id}}, ConsistentRead=True
-                ).get("Item")
-            if current is None:
-                raise
-            return SaveResult(BatchRecord.from_attributes(current), changed=False)
-        claimed = frozenset({claims}) if claims else frozenset()
-        return SaveResult(BatchRecord.from_attributes(answer["Attributes"]), True, claimed)
+        return request
+
+    def _current_on_failure(self, batch_id: str, exc: ClientError) -> BatchRecord:
+        """The item a write's failed condition was checked against; raises `exc` for any other
+        failure (or when there is no item)."""
+        if not _is_condition_failure(exc):
+            raise exc
+        current: Any = exc.response.get("Item")
+        if current is None:
+            current = self._client.get_item(
+                TableName=self._table, Key={"batch_id": {"S": batch_id}}, ConsistentRead=True
+            ).get("Item")
+        if current is None:
+            raise exc
+        return BatchRecord.from_attributes(current)
 
 
 def _is_condition_failure(exc: ClientError) -> bool:

@@ -145,7 +145,13 @@ def build_application(
     )
     processor = CancelProcessor(
         runner=WorkRunner(
-            api, store, poll, tally, key_source.redact, clock, webhooks=settings.webhooks_enabled
+            api,
+            store,
+            poll,
+            tally,
+            key_source.redact_all,
+            clock,
+            webhooks=settings.webhooks_enabled,
         ),
         store=store,
         announcer=Announcer(

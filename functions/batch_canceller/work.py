@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +20,6 @@ from batch_canceller.follow_up import CheckStep, PollSettings, classify
 from batch_canceller.observability import Tally, logger
 from batch_canceller.openai_api import ApiResponse
 from batch_canceller.records import Watch, iso
-from batch_canceller.redaction import redact_all
 from batch_canceller.statuses import is_terminal
 from batch_canceller.store import BatchStore
 from batch_canceller.webhook_notice import NoticeStep, WebhookNotice, classify_notice
@@ -37,7 +35,7 @@ class WorkRunner:
         store: BatchStore,
         poll: PollSettings,
         tally: Tally,
-        redact: Callable[[str], str],
+        redact: Callable[[Any], Any],
         clock: Callable[[], datetime],
         *,
         webhooks: bool = False,
@@ -46,6 +44,7 @@ class WorkRunner:
         self._store = store
         self._poll = poll
         self._tally = tally
+        # Redacts a JSON value (an answer's Batch object, an error's fields): every string in it.
         self._redact = redact
         self._clock = clock
         # With webhooks a check often arrives after a notice ended the batch: it reads the
@@ -72,7 +71,10 @@ class WorkRunner:
             # Nothing was written for it: the work goes on as it is, in another invocation
             # (after the rate limit's pause, when that is what stopped it).
             self._tally.count("DeadlineDeferrals")
-            return replace(self._failed(item, "deferred", str(exc)), retry_after=exc.retry_after)
+            deferred = str(exc)
+            return WorkResult(
+                item.work, item.delivery, "deferred", deferred, retry_after=exc.retry_after
+            )
         except TransientApiError as exc:
             self._tally.count("TransientFailures")
             logger.warning(
@@ -103,7 +105,7 @@ class WorkRunner:
             answer = self._api.retrieve_batch(work.batch_id, deadline)
         if not answer.ok:
             return self._api_error(item, answer, claim)
-        batch = redact_all(_batch_object(answer, work.batch_id), self._redact)
+        batch = self._redact(_batch_object(answer, work.batch_id))
         now = self._clock()
         # A batch the answer leaves short of terminal (`cancelling`, or the `in_progress` of a
         # gateway that answers before it acts) is followed by a chain of status checks. This
@@ -120,8 +122,8 @@ class WorkRunner:
         )
         record = saved.record
         if not record.followed:
-            result = WorkResult(work, item.delivery, record.status or "unknown", None, record)
-            return replace(result, claimed=saved.claimed)
+            outcome = record.status or "unknown"
+            return WorkResult(work, item.delivery, outcome, None, record, saved.claimed)
         if record.watch_id is None or self._poll.expired(record.watch_since, now):
             # No chain yet (a stale answer did not write one), or the chain timed out (it
             # stalled, or will when its next check arrives): a new one, its clock from now.
@@ -135,8 +137,9 @@ class WorkRunner:
             record.watch_since or now,
             uuid.uuid4().hex,
         )
-        result = WorkResult(work, item.delivery, str(record.status), None, record, saved.claimed)
-        return replace(result, next_check=next_check)
+        return WorkResult(
+            work, item.delivery, str(record.status), None, record, saved.claimed, next_check
+        )
 
     def _notice(
         self, item: WorkItem, work: WebhookNotice, claim: Claim, deadline: Deadline
@@ -164,7 +167,7 @@ class WorkRunner:
             # A failed look is no news (as for a check): nothing stored, the chain goes on.
             logger.warning("webhook lookup failed", extra={**log, "http_status": answer.status})
             return WorkResult(work, item.delivery, "webhook_lookup_failed")
-        batch = redact_all(_batch_object(answer, work.batch_id), self._redact)
+        batch = self._redact(_batch_object(answer, work.batch_id))
         saved = self._store.save_batch(
             work.batch_id, batch, claim=claim, webhook_event=work.event_id
         )
@@ -188,7 +191,7 @@ class WorkRunner:
                 return WorkResult(work, item.delivery, "check_superseded", None, known)
         answer = self._api.retrieve_batch(work.batch_id, deadline)
         if answer.ok:
-            batch = redact_all(_batch_object(answer, work.batch_id), self._redact)
+            batch = self._redact(_batch_object(answer, work.batch_id))
             saved = self._store.save_batch(work.batch_id, batch, claim=claim)
         elif answer.status in (401, 403):
             return self._api_error(item, answer, claim)
@@ -225,8 +228,8 @@ class WorkRunner:
         # Every text field: a gateway may quote the request (and its key) in any of them.
         return {
             "http_status": answer.status,
-            "type": redact_all(error.get("type"), self._redact),
-            "code": redact_all(error.get("code"), self._redact),
+            "type": self._redact(error.get("type")),
+            "code": self._redact(error.get("code")),
             "message": self._redact(str(error.get("message") or f"HTTP {answer.status}")),
             "at": iso(self._clock()),
         }

@@ -176,12 +176,23 @@ def _quoting(key_in: str) -> Answer:
             error = {"message": "bad request", "type": "invalid_request_error", "code": {key: "no"}}
             return 400, {}, {"error": error}
         batch = {"id": batch_id_in(path), "object": "batch", "status": "cancelled"}
+        if key_in == "batch_map_key":
+            # Deep in the Batch object, as a map key: redaction skips the walk of an answer
+            # only when none of its strings can hold the key, map keys included.
+            return 200, {}, {**batch, "metadata": {"echo": [{quoted: "the request"}]}}
+        if key_in == "batch_escaped":
+            # Next to characters JSON and repr() escape (quotes, a backslash, a newline, NUL,
+            # non-ASCII): the fast path's test must still see the key.
+            noisy = f"'\"\\\n\x00{quoted}\u00e9'\\"
+            return 200, {}, {**batch, "errors": {"data": [{"message": noisy}]}}
         return 200, {}, {**batch, "metadata": {"gateway_request": quoted}}
 
     return answer
 
 
-@pytest.mark.parametrize("key_in", ["request_id", "error_map_key", "batch_object"])
+@pytest.mark.parametrize(
+    "key_in", ["request_id", "error_map_key", "batch_object", "batch_map_key", "batch_escaped"]
+)
 def test_a_key_the_answer_quotes_reaches_no_log_record_or_event(
     stack: Stack, key_in: str, function_logs: io.StringIO
 ) -> None:

@@ -95,11 +95,10 @@ def test_a_live_claim_cannot_be_taken(tables: tuple[BatchStore, EventLedger], cl
     store.save_batch("batch_l1", cancelled(), claim=Claim("m1/a", clock.at(100)))
     clock.now = START + timedelta(seconds=99)
 
-    taken = ledger.claim("batch_l1", CANCELLED, Claim("m1/b", clock.at(300)))
+    lost_to = ledger.claim("batch_l1", CANCELLED, Claim("m1/b", clock.at(300)))
 
-    assert not taken.changed
-    assert taken.claimed == frozenset()
-    assert taken.record.claims[CANCELLED].token == "m1/a"  # what the failed write saw
+    assert lost_to is not None
+    assert lost_to.claims[CANCELLED].token == "m1/a"  # what the failed write saw
 
 
 def test_a_lapsed_claim_is_taken_by_exactly_one_of_two_racers(
@@ -112,10 +111,12 @@ def test_a_lapsed_claim_is_taken_by_exactly_one_of_two_racers(
     first = ledger.claim("batch_l1", CANCELLED, Claim("m1/b", clock.at(400)))
     second = ledger.claim("batch_l1", CANCELLED, Claim("m2/c", clock.at(400)))
 
-    assert first.changed
-    assert first.claimed == {CANCELLED}
-    assert not second.changed
-    assert second.record.claims[CANCELLED].token == "m1/b"
+    assert first is None  # won
+    assert second is not None
+    assert second.claims[CANCELLED].token == "m1/b"
+    record = store.get("batch_l1")
+    assert record is not None
+    assert record.claims[CANCELLED].token == "m1/b"
 
 
 def test_an_event_not_owed_cannot_be_claimed(
@@ -126,11 +127,11 @@ def test_an_event_not_owed_cannot_be_claimed(
     assert ledger.mark_announced("batch_l1", CANCELLED)
     clock.now = START + timedelta(seconds=500)
 
-    taken = ledger.claim("batch_l1", CANCELLED, Claim("m2/b", clock.at(900)))
+    lost_to = ledger.claim("batch_l1", CANCELLED, Claim("m2/b", clock.at(900)))
 
-    assert not taken.changed
-    assert taken.record.announced_events == {CANCELLED}
-    assert CANCELLED not in taken.record.claims
+    assert lost_to is not None
+    assert lost_to.announced_events == {CANCELLED}
+    assert CANCELLED not in lost_to.claims
 
 
 def test_release_frees_the_claim_only_for_its_holder(
@@ -147,7 +148,7 @@ def test_release_frees_the_claim_only_for_its_holder(
     assert CANCELLED not in record.claims
     assert record.pending_events == {CANCELLED}
     # Free now: anyone may claim it at once, no lease to wait for.
-    assert ledger.claim("batch_l1", CANCELLED, Claim("m2/b", clock.at(100))).changed
+    assert ledger.claim("batch_l1", CANCELLED, Claim("m2/b", clock.at(100))) is None
 
 
 def test_mark_announced_ends_the_claim_and_is_final(
@@ -178,4 +179,29 @@ def test_a_claim_whose_lease_ends_exactly_now_is_lapsed_for_the_write_as_for_the
     clock.now = START + timedelta(seconds=100)
 
     assert decide(saved.record.ledger(CANCELLED), False, clock.now.timestamp()).step is Step.CLAIM
-    assert ledger.claim("batch_l1", CANCELLED, Claim("m2/b", clock.at(400))).changed
+    assert ledger.claim("batch_l1", CANCELLED, Claim("m2/b", clock.at(400))) is None
+
+
+def test_claims_and_settling_marks_ask_for_no_item_when_they_pass(
+    tables: tuple[BatchStore, EventLedger], clock: Clock
+) -> None:
+    # Their callers use the item only when the condition fails (ALL_OLD answers it then): a
+    # passing write answered with the whole item would be parsed for nothing.
+    store, ledger = tables
+    store.save_batch("batch_l1", cancelled(), claim=Claim("m1/a", clock.at(100)))
+    asked: list[tuple[str, str | None]] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        asked.append((params["UpdateExpression"].split()[0], params.get("ReturnValues")))
+
+    ledger._client.meta.events.register("provide-client-params.dynamodb.UpdateItem", record)
+    clock.now = START + timedelta(seconds=101)
+
+    assert ledger.claim("batch_l1", CANCELLED, Claim("m2/b", clock.at(400))) is None
+    assert ledger.mark_announced("batch_l1", CANCELLED)
+
+    assert asked == [("SET", "NONE"), ("DELETE", "NONE")]
+    record_after = store.get("batch_l1")
+    assert record_after is not None
+    assert record_after.announced_events == {CANCELLED}
+    assert not record_after.follow_through
