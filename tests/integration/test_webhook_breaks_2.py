@@ -15,9 +15,10 @@ from infra.openai_emulator import OpenAIEmulator
 from infra.openai_emulator.webhook_events import new_secret
 from tests.integration.test_scheduled_cancellations import ROLE, in_hours, scheduler, schedules
 from tests.integration.test_webhook_notices import WEBHOOKS, notice
+from tests.integration.test_webhook_receiver import Receiver, receiver
 from tests.support import Stack, client, context, failed_ids, sqs_event
 
-__all__ = ["scheduler"]  # the fixture, imported for pytest
+__all__ = ["receiver", "scheduler"]  # the fixtures, imported for pytest
 
 
 # -- 1. a cancel_at waiting for a batch: the webhook's announcement drops the request --------
@@ -41,10 +42,19 @@ def test_a_notice_for_a_scheduled_batch_announces_it_with_the_requests_reason(
     # GIVEN a cancel_at six hours away, with a reason and a requester: the record holds only
     # batch_id and cancel_schedule (README, The record), the reason lives in the schedule
     app = stack.app(
-        emulator.base_url, SCHEDULER_ROLE_ARN=ROLE, SCHEDULE_GROUP_NAME=stack.table_name, **WEBHOOKS
+        emulator.base_url,
+        SCHEDULER_ROLE_ARN=ROLE,
+        SCHEDULE_GROUP_NAME=stack.table_name,
+        WEBHOOKS_ENABLED=WEBHOOKS["WEBHOOKS_ENABLED"],
+        WEBHOOK_FIRST_CHECK_DELAY_SECONDS=WEBHOOKS["WEBHOOK_FIRST_CHECK_DELAY_SECONDS"],
     )
     batch_id = str(emulator.seed(status="in_progress")["id"])
-    body = {"batch_id": batch_id, "reason": "night", "requested_by": "ops", "cancel_at": in_hours(6)}
+    body = {
+        "batch_id": batch_id,
+        "reason": "night",
+        "requested_by": "ops",
+        "cancel_at": in_hours(6),
+    }
     assert failed_ids(app.handle(sqs_event(json.dumps(body)), context())) == set()
     assert set(stack.item(batch_id) or {}) == {"batch_id", "cancel_schedule"}
     assert len(schedules(scheduler, stack.table_name)) == 1
@@ -60,7 +70,9 @@ def test_a_notice_for_a_scheduled_batch_announces_it_with_the_requests_reason(
         assert len(schedules(scheduler, stack.table_name)) == 1  # the request still stands
         return
     (event,) = announced
-    assert (event["detail"]["reason"], event["detail"]["requested_by"]) == ("night", "ops")
+    left = len(schedules(scheduler, stack.table_name))
+    detail = event["detail"]
+    assert (detail["reason"], detail["requested_by"]) == ("night", "ops"), f"schedules left: {left}"
 
 
 # -- 2. `webhook send` cannot sign with a secret in its documented rotation form ---------------
@@ -96,6 +108,53 @@ def test_webhook_send_signs_with_a_secret_stored_in_its_rotation_form(
         code = main(["--local", str(state), "webhook", "send", "batch_abc123"])
         received = list(receiver.received)
     out, err = capsys.readouterr()
-    assert new not in out + err and old not in out + err
+    assert new not in out + err
+    assert old not in out + err
     assert code == 0, out + err
     assert len(received) == 1
+
+
+# -- 3. a webhook secret under a customer managed KMS key cannot be read -----------------------
+
+
+def test_the_receiver_can_read_a_webhook_secret_under_the_stacks_customer_managed_key() -> None:
+    # The stack supports a customer managed key for its secret (OpenAIApiKeySecretKmsKeyArn:
+    # the canceller's role gets kms:Decrypt via Secrets Manager). A webhook secret encrypted
+    # with that key (or any customer key) needs the same grant on the receiver's role; without
+    # it every GetSecretValue is AccessDenied, every delivery is answered 503, and no webhook
+    # ever ends a wait. Neither a parameter for the webhook secret's key nor a grant exists.
+    from infra.sam.template import load_template, properties
+
+    template = load_template()
+    webhook_parameters = [name for name in template["Parameters"] if "Webhook" in name]
+    role = json.dumps(properties(template, "WebhookFunctionRole")["Policies"])
+    assert "kms:Decrypt" in role, (
+        "WebhookFunctionRole cannot decrypt a customer-key secret; webhook parameters: "
+        f"{webhook_parameters}"
+    )
+
+
+# -- 4. the emulated function URL drops a chunked body -----------------------------------------
+
+
+def test_the_local_function_url_passes_a_chunked_body_to_the_handler(receiver: Receiver) -> None:
+    # A function URL (like any HTTP/1.1 server) takes a body sent with Transfer-Encoding:
+    # chunked and no Content-Length; Lambda hands the handler the whole body. The emulated URL
+    # reads Content-Length only (0 when absent), so the handler sees an empty body and a
+    # correctly signed delivery is answered 401 locally while AWS answers 200.
+    import http.client
+
+    from batch_canceller import webhook_handler
+    from infra.local_stack.function_url import FunctionUrlServer
+    from tests.webhook_support import event_body, signed_headers
+
+    body = event_body()
+    with FunctionUrlServer(webhook_handler.lambda_handler, timeout_seconds=10) as url:
+        connection = http.client.HTTPConnection("127.0.0.1", url.port, timeout=10)
+        headers = {"content-type": "application/json", **signed_headers(body)}
+        connection.request("POST", "/", body=iter([body[:10], body[10:]]), headers=headers)
+        response = connection.getresponse()
+        response.read()
+        connection.close()
+    assert response.status == 200
+    assert len(receiver.queued()) == 1
