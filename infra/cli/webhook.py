@@ -87,12 +87,15 @@ def _key(target: Target, secret_id: str) -> bytes:
 
 
 def _secret_from(text: str) -> str:
-    """The `whsec_...` string, or JSON `{"webhook_secret": "whsec_..."}` (as DESIGN.md allows)."""
+    """The `whsec_...` string, or JSON `{"webhook_secret": "whsec_..."}` (as DESIGN.md allows),
+    or its rotation form `{"webhook_secret": ["whsec_new", "whsec_old"]}`: the first signs."""
     if text.lstrip().startswith("{"):
         try:
             document = json.loads(text)
         except ValueError:
             return ""
         value = document.get("webhook_secret") if isinstance(document, dict) else None
-        return value if isinstance(value, str) else ""
+        if isinstance(value, list) and value:
+            value = value[0]
+        return value.strip() if isinstance(value, str) else ""
     return text.strip()

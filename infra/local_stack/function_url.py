@@ -65,20 +65,47 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _invoke(self) -> None:
         owner = cast(_UrlHTTPServer, self.server).owner
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if not 0 <= length <= MAX_REQUEST_BYTES:
+        body = self._body()
+        if body is None:
             self.close_connection = True  # the body is not read: the stream is unusable
             self._send(413, [("content-type", "application/json")], _TOO_LARGE)
             return
-        body = self.rfile.read(length) if length else b""
         event = request_event(
             owner.url, self.command, self.path, self.headers.items(), body, self.client_address[0]
         )
         status, headers, payload = owner.invoke(event)
         self._send(status, headers, payload)
+
+    def _body(self) -> bytes | None:
+        """The request body, by Content-Length or chunked (as AWS takes both); None when it is
+        over the limit or its framing is broken."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._chunked_body()
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return None
+        if not 0 <= length <= MAX_REQUEST_BYTES:
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def _chunked_body(self) -> bytes | None:
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            try:
+                size = int(self.rfile.readline(64).split(b";")[0].strip() or b"x", 16)
+            except ValueError:
+                return None
+            if size < 0 or total + size > MAX_REQUEST_BYTES:
+                return None
+            if size == 0:
+                while self.rfile.readline(1024).strip():  # trailers, up to the empty line
+                    pass
+                return b"".join(chunks)
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline(8)  # the chunk's CRLF
+            total += size
 
     def _send(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
         try:

@@ -132,6 +132,8 @@ def test_the_role_reads_its_secret_sends_to_the_queue_and_nothing_else(
         "logs:CreateLogStream": [{"Fn::GetAtt": ["WebhookLogGroup", "Arn"]}],
         "logs:PutLogEvents": [{"Fn::GetAtt": ["WebhookLogGroup", "Arn"]}],
         "secretsmanager:GetSecretValue": [ref("OpenAIWebhookSecretArn")],
+        # Only with a customer managed key on the secret, and only via Secrets Manager.
+        "kms:Decrypt": [ref("OpenAIWebhookSecretKmsKeyArn")],
         "sqs:SendMessage": [{"Fn::GetAtt": ["CancelQueue", "Arn"]}],
     }
     assert "ManagedPolicyArns" not in properties(template, ROLE)
@@ -171,7 +173,12 @@ def test_the_receivers_code_calls_exactly_what_its_role_grants(template: dict[st
     assert PACKAGE / "webhook_intake.py" in modules
     assert PACKAGE / "processor.py" not in modules  # the canceller stays out of it
     called = called_in(modules)
-    granted = set(role_grants(template)) - {"logs:CreateLogStream", "logs:PutLogEvents"}
+    # Lambda writes the logs; Secrets Manager decrypts with the key: no code calls those.
+    granted = set(role_grants(template)) - {
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "kms:Decrypt",
+    }
     # every grant is needed by a call ...
     assert {action for action in granted if not needed_by(action) & called} == set()
     # ... and every AWS call is granted
