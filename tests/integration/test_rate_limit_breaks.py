@@ -12,6 +12,7 @@ import pytest
 
 from batch_canceller.shared_pause import PAUSE_ITEM_KEY, SharedPause
 from infra.openai_emulator import Fault, OpenAIEmulator
+from tests.integration.conftest import aged, batch_id_in, fake_api, listed_as_given
 from tests.support import Stack, client, context, failed_ids, sqs_event
 
 # What RetryPolicy.max_retry_after_seconds already calls too long to wait for in an invocation;
@@ -196,3 +197,34 @@ def test_a_429_asking_no_wait_is_not_retried_at_network_speed(
     sent = len(sent_for(emu, ids))
     assert sent < FLOOD, f"{sent} requests for one cancel in one invocation"
     assert failed_ids(answer) == set()
+
+
+# -- the pause item's key as a batch ID from the API ------------------------------------------
+
+
+def test_a_listed_id_that_is_the_pause_key_does_not_dead_letter_the_sweep_s_cancels(
+    stack: Stack,
+) -> None:
+    # GIVEN a gateway whose listing holds 99 running batches and one whose ID is the pause
+    # item's key (`#` is refused in commands, but the sweep takes IDs from the API as given)
+    batches = [aged(i, "in_progress", 1) for i in range(99)]
+    batches.insert(50, {**aged(99, "in_progress", 1), "id": PAUSE_ITEM_KEY})
+    listing = listed_as_given(batches, page_size=100)
+
+    def answer(method: str, path: str, headers: Any) -> tuple[int, dict[str, str], Any]:
+        if method == "POST":
+            return 200, {}, {"id": batch_id_in(path), "object": "batch", "status": "cancelled"}
+        return listing(method, path, headers)
+
+    with fake_api(answer) as base_url:
+        app = stack.app(base_url)
+        # WHEN a sweep runs, and the function handles the cancels it queued
+        app.handle({"sweep": {"all": True}}, context())
+        for body in stack.drain_queue():
+            app.handle(sqs_event(json.dumps(body)), context())
+
+    # THEN the 99 real batches are cancelled and nothing is dead-lettered; the key is no batch
+    assert stack.dead_letters() == []
+    cancelled = [b["id"] for b in batches if (stack.item(b["id"]) or {}).get("status")]
+    assert len(cancelled) == 99
+    assert set((stack.item(PAUSE_ITEM_KEY) or {})) <= {"batch_id", "paused_until", "set_at"}
