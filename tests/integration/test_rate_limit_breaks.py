@@ -227,4 +227,4 @@ def test_a_listed_id_that_is_the_pause_key_does_not_dead_letter_the_sweep_s_canc
     assert stack.dead_letters() == []
     cancelled = [b["id"] for b in batches if (stack.item(b["id"]) or {}).get("status")]
     assert len(cancelled) == 99
-    assert set((stack.item(PAUSE_ITEM_KEY) or {})) <= {"batch_id", "paused_until", "set_at"}
+    assert set(stack.item(PAUSE_ITEM_KEY) or {}) <= {"batch_id", "paused_until", "set_at"}
