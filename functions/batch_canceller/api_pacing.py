@@ -24,7 +24,7 @@ from typing import Protocol
 from batch_canceller import aimd
 from batch_canceller.api_errors import MIN_REQUEST_SECONDS, OutOfTime
 from batch_canceller.deadline import Deadline
-from batch_canceller.retry_policy import retry_after_seconds
+from batch_canceller.retry_policy import MAX_RETRY_AFTER_SECONDS, retry_after_seconds
 
 # The shared item is read at most this often per invocation.
 SHARED_READ_SECONDS = 1.0
@@ -34,6 +34,10 @@ SHARE_MIN_SECONDS = 1.0
 SHARE_STEP_SECONDS = 0.25
 # A thread waiting for a slot looks at the deadline at least this often.
 SLOT_RECHECK_SECONDS = 1.0
+# One answer pauses the invocation at most this long. A longer hint (a gateway's `86400`, a
+# date in 9999) pauses only the invocation that got it, for this long, and is not shared: one
+# bad answer must not stop every invocation (the others meet a real limit on their own).
+MAX_PAUSE_SECONDS = MAX_RETRY_AFTER_SECONDS
 
 
 class PacingObserver(Protocol):
@@ -45,7 +49,9 @@ class PacingObserver(Protocol):
 class PauseStore(Protocol):
     """Where invocations share the end of a pause (epoch seconds); best effort."""
 
-    def read(self) -> float | None: ...
+    def read(self) -> float | None:
+        """The shared end, if there is one a writer could have meant (not years ahead)."""
+        ...
 
     def publish(self, until: float) -> None: ...
 
@@ -110,6 +116,7 @@ class AdaptivePacing:
         self._cond = threading.Condition()
         self._read_at = float("-inf")
         self._reading = False
+        self._read_once = False  # the invocation's first read of the shared pause is over
         self._shared_until = 0.0  # the latest end written to or read from the shared item
 
     @property
@@ -127,7 +134,7 @@ class AdaptivePacing:
             self._release(ticket, slot.status, slot.headers)
 
     def _acquire(self, deadline: Deadline) -> aimd.Ticket:
-        self._refresh_shared()
+        self._refresh_shared(deadline)
         with self._cond:
             while True:
                 pause = self._window.paused_for(self._clock())
@@ -142,18 +149,24 @@ class AdaptivePacing:
                     continue
                 if self._window.has_slot():
                     return self._window.take(self._clock())
-                room = deadline.usable_seconds() - MIN_REQUEST_SECONDS
-                if room <= 0:
-                    raise OutOfTime("no API request slot free before the deadline")
-                self._cond.wait(min(room, SLOT_RECHECK_SECONDS))
+                self._wait_a_while(deadline, "no API request slot free before the deadline")
+
+    def _wait_a_while(self, deadline: Deadline, why: str) -> None:
+        """Under the lock: wait to be notified, at most until the deadline leaves no room."""
+        room = deadline.usable_seconds() - MIN_REQUEST_SECONDS
+        if room <= 0:
+            raise OutOfTime(why)
+        self._cond.wait(min(room, SLOT_RECHECK_SECONDS))
 
     def _release(self, ticket: aimd.Ticket, status: int | None, headers: Mapping[str, str]) -> None:
         answer = classify(status)
         hint = retry_after_seconds(headers) if answer is aimd.Answer.RATE_LIMITED else None
+        # A hint of no wait pauses nothing (the request's own backoff spaces its retry).
+        pause = min(hint, MAX_PAUSE_SECONDS) if hint is not None and hint > 0 else None
         publish: float | None = None
         with self._cond:
             before = self._window.limit
-            change = self._window.give_back(ticket, answer, self._clock(), hint)
+            change = self._window.give_back(ticket, answer, self._clock(), pause)
             after = self._window.limit
             if change.cut:
                 self._observer.count("InFlightCuts")
@@ -162,7 +175,7 @@ class AdaptivePacing:
             until = change.paused_until
             if until is not None:
                 self._observer.count("RateLimitPauses")
-                shareable = hint is not None and hint >= SHARE_MIN_SECONDS
+                shareable = hint is not None and SHARE_MIN_SECONDS <= hint <= MAX_PAUSE_SECONDS
                 if shareable and until >= self._shared_until + SHARE_STEP_SECONDS:
                     publish = self._shared_until = until
             free = after - self._window.in_flight
@@ -174,11 +187,15 @@ class AdaptivePacing:
             except Exception:
                 self._observer.count("RateLimitShareFailures")
 
-    def _refresh_shared(self) -> None:
-        """At most once a second, one thread reads the shared pause; the others go on."""
+    def _refresh_shared(self, deadline: Deadline) -> None:
+        """At most once a second, one thread reads the shared pause; the others go on, except
+        during the invocation's first read: until it is over they wait, or a pause shared
+        before the invocation started would meet its first wave of requests."""
         if self._shared is None:
             return
         with self._cond:
+            while self._reading and not self._read_once:
+                self._wait_a_while(deadline, "the shared rate-limit pause unread at the deadline")
             now = self._clock()
             if self._reading or now - self._read_at < SHARED_READ_SECONDS:
                 return
@@ -190,11 +207,12 @@ class AdaptivePacing:
             self._observer.count("RateLimitShareFailures")
         finally:
             with self._cond:
-                self._reading = False
+                self._reading, self._read_once = False, True
                 if until is not None and until > self._clock():
                     self._shared_until = max(self._shared_until, until)
                     if self._window.pause_until(until) is not None:
                         self._observer.count("RateLimitPausesShared")
+                self._cond.notify_all()
 
 
 class AdaptiveConcurrency:

@@ -191,8 +191,11 @@ class OpenAIBatchClient:
                         continue
                 return outcome
             wait = outcome.wait
-            # Paced, a 429 is a wait, not a failure: retried until the deadline, then deferred.
+            # Paced, a 429 is a wait, not a failure: retried until the deadline, then deferred;
+            # one answer's word holds it back at most max_retry_after_seconds (api_pacing).
             waits = outcome.status == 429 and current_pacing().retries_rate_limits
+            if waits:
+                wait = min(wait, self._retry.max_retry_after_seconds)
             if attempt >= self._retry.max_attempts and not waits:
                 raise TransientApiError(
                     f"{operation}: {outcome.reason} after {attempt} attempts",
@@ -251,8 +254,8 @@ class OpenAIBatchClient:
             # It is logged and stored; a gateway may echo the Authorization header into it.
             request_id = request_id.replace(key, "[redacted]")
         if is_retryable_status(raw.status):
-            hinted = retry_after_seconds(headers)
-            wait = hinted if hinted is not None else self._retry.backoff(attempt, self._rng)
+            # A hint of no wait is no hint: the backoff spaces the retries all the same.
+            wait = self._retry.retry_wait(retry_after_seconds(headers), attempt, self._rng)
             return _Failure(
                 f"HTTP {raw.status} (request {request_id})", wait, raw.status, request_id
             )

@@ -20,6 +20,14 @@ MAX_DELAY_SECONDS = 900
 MAX_VISIBILITY_SECONDS = 43200
 
 
+def whole_seconds(seconds: float | None, longest: int) -> int:
+    """A delay or visibility timeout SQS takes, from any float: `inf` is the longest, `nan`
+    (or None) none; `math.ceil` alone raises on either."""
+    if seconds is None or math.isnan(seconds):
+        return 0
+    return math.ceil(max(0.0, min(seconds, float(longest))))
+
+
 @dataclass(frozen=True)
 class OutgoingMessage:
     body: dict[str, Any]
@@ -68,7 +76,7 @@ class QueueSender:
                     {
                         "Id": str(index),
                         "ReceiptHandle": handle,
-                        "VisibilityTimeout": max(0, min(MAX_VISIBILITY_SECONDS, math.ceil(wait))),
+                        "VisibilityTimeout": whole_seconds(wait, MAX_VISIBILITY_SECONDS),
                     }
                     for index, (handle, wait) in enumerate(chunk)
                 ],

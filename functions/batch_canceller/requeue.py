@@ -3,11 +3,10 @@ the part of an SQS message no work phase started, goes back to the queue to be r
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 from batch_canceller.commands import MAX_BATCH_IDS, InternalWork
-from batch_canceller.queue import OutgoingMessage, command_messages
+from batch_canceller.queue import OutgoingMessage, command_messages, whole_seconds
 from batch_canceller.work import WorkResult
 
 # SQS delays a message by at most this much; a longer wait comes back early and waits again.
@@ -33,4 +32,4 @@ def requeue_messages(unfinished: Sequence[WorkResult]) -> list[OutgoingMessage]:
 
 
 def delay_seconds(retry_after: float | None) -> int:
-    return 0 if retry_after is None else min(MAX_DELAY_SECONDS, max(0, math.ceil(retry_after)))
+    return whole_seconds(retry_after, MAX_DELAY_SECONDS)

@@ -19,7 +19,7 @@ from batch_canceller.announcer import (
 )
 from batch_canceller.announcing import Announcer
 from batch_canceller.api_key import ApiKeySource, RememberedKeys, SecretsManagerApiKey
-from batch_canceller.api_pacing import AdaptiveConcurrency
+from batch_canceller.api_pacing import MAX_PAUSE_SECONDS, AdaptiveConcurrency
 from batch_canceller.app import Application
 from batch_canceller.aws_deadline import bound_by_deadline, carrying_deadline
 from batch_canceller.config import Settings
@@ -183,7 +183,9 @@ def build_application(
         pending=pending,
     )
     pacing = AdaptiveConcurrency(
-        settings.max_in_flight, tally, SharedPause(dynamodb, settings.batches_table_name)
+        settings.max_in_flight,
+        tally,
+        SharedPause(dynamodb, settings.batches_table_name, max_ahead=MAX_PAUSE_SECONDS),
     )
     return Application(
         processor=processor,

@@ -13,9 +13,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from batch_canceller.announcer import EventPublisher
-from batch_canceller.api_errors import MIN_REQUEST_SECONDS, TransientApiError
+from batch_canceller.api_errors import MIN_REQUEST_SECONDS, OutOfTime, TransientApiError
 from batch_canceller.commands import NON_TERMINAL_STATUSES, SweepRequest
 from batch_canceller.deadline import FINISH_SECONDS, Deadline
+from batch_canceller.input_fields import BATCH_ID_PATTERN
 from batch_canceller.observability import logger
 from batch_canceller.openai_api import OpenAIBatchClient
 from batch_canceller.queue import SEND_BATCH_MAX_ENTRIES, QueueSender, command_messages
@@ -67,6 +68,8 @@ class _Listing:
     pages: int = 0
     complete: bool = True
     stopped_by_age: bool = False
+    # A page the API could not answer before the deadline (a long 429): the rest waits.
+    stopped_by_rate_limit: bool = False
 
 
 @dataclass
@@ -111,12 +114,22 @@ class Sweeper:
         now = self._clock()
         listed = 0
         selected: list[str] = []
+        invalid: list[str] = []
         listing = _Listing()
         for page in self._pages(deadline, now.timestamp(), listing):
             for batch in page:
                 listed += 1
-                if matches(batch, sweep, now):
-                    selected.append(str(batch["id"]))
+                if not BATCH_ID_PATTERN.fullmatch(batch["id"]):
+                    # Not a batch ID (the API's or a gateway's bug): one in a queued command
+                    # would make its 100 cancels an invalid message, dead-lettered.
+                    invalid.append(batch["id"])
+                elif matches(batch, sweep, now):
+                    selected.append(batch["id"])
+        if invalid:
+            logger.warning(
+                "sweep skipped listed IDs that are no batch IDs",
+                extra={"count": len(invalid), "first": [i[:64] for i in invalid[:5]]},
+            )
         limited = selected[: sweep.max_cancels] if sweep.max_cancels else selected
         queued = 0 if sweep.dry_run else self._queue_cancels(limited, sweep, deadline)
         # Out of time before every selected batch was queued: the rest waits for a re-run.
@@ -128,6 +141,8 @@ class Sweeper:
             "listed": listed,
             "pages": listing.pages,
             "stopped_by_age": listing.stopped_by_age,
+            "stopped_by_rate_limit": listing.stopped_by_rate_limit,
+            "invalid_ids": len(invalid),
             "matched": len(selected),
             "queued": queued,
             "skipped_by_max_cancels": len(selected) - len(limited),
@@ -155,7 +170,14 @@ class Sweeper:
             if not deadline.allows(MIN_REQUEST_SECONDS):
                 listing.complete = False
                 return
-            answer = self._api.list_batches(deadline, after=after, limit=PAGE_SIZE)
+            try:
+                answer = self._api.list_batches(deadline, after=after, limit=PAGE_SIZE)
+            except OutOfTime as exc:
+                # A 429 whose wait passes the deadline (or no time left): stop as above. Failing
+                # the message would list everything again on each receive, to the DLQ.
+                listing.complete = False
+                listing.stopped_by_rate_limit = exc.status == 429
+                return
             body = answer.body
             if (
                 not answer.ok

@@ -48,8 +48,17 @@ def test_an_infinite_retry_after_defers_the_work_and_fails_no_message(
     # counts towards maxReceiveCount: a gateway doing this five times dead-letters it)
     assert emu.fault_counts.get("429") == 1
     assert failed_ids(answer) == set()
-    # AND the rest went on as a new message
-    assert [body.get("batch_ids") for body in stack.drain_queue()] == [ids]
+    # AND the rest went on as a new message, delayed by the (capped) pause: `inf` is the longest
+    # wait, so the message is delayed, not visible at once
+    attributes = client("sqs", stack.endpoint).get_queue_attributes(
+        QueueUrl=stack.queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"],
+    )["Attributes"]
+    assert attributes == {
+        "ApproximateNumberOfMessages": "0",
+        "ApproximateNumberOfMessagesDelayed": "1",
+    }
+    assert emu.get(ids[0])["status"] == "in_progress"  # type: ignore[index]
 
 
 def test_an_infinite_retry_after_on_a_direct_invoke_requeues_the_rest(
@@ -219,7 +228,7 @@ def test_a_listed_id_that_is_the_pause_key_does_not_dead_letter_the_sweep_s_canc
     with fake_api(answer) as base_url:
         app = stack.app(base_url)
         # WHEN a sweep runs, and the function handles the cancels it queued
-        app.handle({"sweep": {"all": True}}, context())
+        summary = app.handle({"sweep": {"all": True}}, context())
         for body in stack.drain_queue():
             app.handle(sqs_event(json.dumps(body)), context())
 
@@ -228,3 +237,26 @@ def test_a_listed_id_that_is_the_pause_key_does_not_dead_letter_the_sweep_s_canc
     cancelled = [b["id"] for b in batches if (stack.item(b["id"]) or {}).get("status")]
     assert len(cancelled) == 99
     assert set(stack.item(PAUSE_ITEM_KEY) or {}) <= {"batch_id", "paused_until", "set_at"}
+    # AND the sweep's summary says it skipped one listed ID
+    assert (summary["invalid_ids"], summary["queued"]) == (1, 99)
+
+
+def test_a_shared_end_too_far_ahead_is_ignored_and_replaced_by_the_next_write(
+    stack: Stack,
+) -> None:
+    # GIVEN the shared item written 5 h ahead by a writer whose clock runs fast
+    dynamodb = client("dynamodb", stack.endpoint)
+    SharedPause(dynamodb, stack.table_name).publish(time.time() + 5 * 3600)
+    capped = SharedPause(dynamodb, stack.table_name, max_ahead=60.0)
+
+    # THEN a reader with the function's cap takes it for no pause
+    assert capped.read() is None
+    # AND the next write (a 10 s pause) replaces it, though it is earlier
+    capped.publish(time.time() + 10)
+    until = capped.read()
+    assert until is not None
+    assert until <= time.time() + 10
+    # AND no write puts an end further ahead than the cap
+    capped.publish(time.time() + 3600)
+    raw = float((stack.item(PAUSE_ITEM_KEY) or {})["paused_until"])
+    assert raw <= time.time() + 60

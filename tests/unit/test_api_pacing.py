@@ -13,6 +13,7 @@ import pytest
 from batch_canceller import aimd
 from batch_canceller.api_errors import OutOfTime
 from batch_canceller.api_pacing import (
+    MAX_PAUSE_SECONDS,
     UNPACED,
     AdaptiveConcurrency,
     AdaptivePacing,
@@ -222,3 +223,60 @@ def test_threads_never_exceed_the_window_and_a_pause_holds_every_one() -> None:
     assert most <= 3
     # Every request after the 429 started once its pause was over.
     assert all(start >= paused_until[0] - 0.01 for start in starts[1:])
+
+
+@pytest.mark.parametrize("hint", ["86400", "inf", "1e12"])
+def test_a_hint_past_the_cap_pauses_this_invocation_for_the_cap_and_is_not_shared(
+    hint: str,
+) -> None:
+    shared = Shared()
+    pace, _, _ = pacing(start=8, shared=shared)
+
+    answer(pace, 429, {"retry-after": hint})
+
+    with pytest.raises(OutOfTime) as stopped, pace.slot(roomy()):
+        pass
+    assert stopped.value.retry_after == pytest.approx(MAX_PAUSE_SECONDS)
+    assert shared.published == []
+
+
+@pytest.mark.parametrize("hint", ["0", "-1", "nan"])
+def test_a_hint_of_no_wait_pauses_nothing(hint: str) -> None:
+    pace, observer, _ = pacing(start=8)
+    answer(pace, 429, {"retry-after": hint})
+    assert observer.counts["RateLimitPauses"] == 0
+    answer(pace, 200)  # sent at once
+
+
+def test_the_first_shared_read_holds_every_other_thread() -> None:
+    clock = Clock()
+    reading, release = threading.Event(), threading.Event()
+
+    class SlowShared(Shared):
+        def read(self) -> float | None:
+            reading.set()
+            release.wait(5)
+            return super().read()
+
+    pace, _, _ = pacing(shared=SlowShared(until=clock.now + 30.0), clock=clock)
+    outcomes: list[str] = []
+
+    def request() -> None:
+        try:
+            with pace.slot(Deadline(lambda: 10.0, reserve_seconds=0.0)):
+                outcomes.append("sent")
+        except OutOfTime:
+            outcomes.append("held")
+
+    first = threading.Thread(target=request)
+    first.start()
+    assert reading.wait(5)
+    others = [threading.Thread(target=request) for _ in range(3)]
+    for thread in others:
+        thread.start()
+    time.sleep(0.1)  # the others are waiting for the read, not sending
+    assert outcomes == []
+    release.set()
+    for thread in [first, *others]:
+        thread.join(5)
+    assert outcomes == ["held"] * 4

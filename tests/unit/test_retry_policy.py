@@ -7,7 +7,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from batch_canceller.retry_policy import RetryPolicy, is_retryable_status, retry_after_seconds
+from batch_canceller.retry_policy import (
+    LONGEST_HINT_SECONDS,
+    MIN_RETRY_WAIT_SECONDS,
+    RetryPolicy,
+    is_retryable_status,
+    retry_after_seconds,
+)
 
 NOW = datetime(2015, 10, 21, 7, 28, 0, tzinfo=UTC)
 
@@ -102,3 +108,34 @@ def test_timeouts_rate_limits_and_server_errors_are_retryable(status: int) -> No
 @pytest.mark.parametrize("status", [200, 400, 401, 403, 404, 409, 422])
 def test_client_errors_are_not_retryable(status: int) -> None:
     assert not is_retryable_status(status)
+
+
+@pytest.mark.parametrize("headers", [{"retry-after": "nan"}, {"retry-after-ms": "NaN"}])
+def test_nan_is_no_hint(headers: dict[str, str]) -> None:
+    assert retry_after_seconds(headers) is None
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"retry-after": "inf"},
+        {"retry-after-ms": "inf"},
+        {"retry-after": "1e12"},
+        {"retry-after": "Fri, 31 Dec 9999 23:59:59 GMT"},
+    ],
+)
+def test_an_endless_hint_is_the_longest_finite_one(headers: dict[str, str]) -> None:
+    assert retry_after_seconds(headers, now=NOW) == LONGEST_HINT_SECONDS
+
+
+@pytest.mark.parametrize("hint", [None, 0.0, 0.001])
+def test_a_retry_never_follows_at_once(hint: float | None) -> None:
+    policy, rng = RetryPolicy(), random.Random(3)
+    waits = [policy.retry_wait(hint, 1, rng) for _ in range(200)]
+    assert min(waits) >= MIN_RETRY_WAIT_SECONDS
+    if hint == 0.0:  # no wait asked: the backoff, jittered (not the floor every time)
+        assert max(waits) > MIN_RETRY_WAIT_SECONDS
+
+
+def test_a_hint_is_the_wait() -> None:
+    assert RetryPolicy().retry_wait(7.0, 3, random.Random(1)) == 7.0
