@@ -18,6 +18,13 @@ from tests.webhook_support import event_body, signed_headers
 
 KEY = WebhookKey.from_secret(WEBHOOK_SECRET)
 NOW = int(time.time())
+
+
+def now() -> int:
+    """The time a case is built at: cases are built when a test runs, not when collected."""
+    return int(time.time())
+
+
 BODY = event_body()
 Case = tuple[bytes, dict[str, str]]
 
@@ -67,16 +74,17 @@ def wrong_secret() -> Case:
 
 
 def stale() -> Case:
-    return BODY, signed_headers(BODY, timestamp=NOW - 301)
+    return BODY, signed_headers(BODY, timestamp=now() - 301)
 
 
 def future() -> Case:
-    return BODY, signed_headers(BODY, timestamp=NOW + 360)
+    return BODY, signed_headers(BODY, timestamp=now() + 360)
 
 
 def several_one_valid() -> Case:
-    headers = signed_headers(BODY, webhook_id="wh_1", timestamp=NOW)
-    other = sign(WebhookKey.from_secret(ROTATED_WEBHOOK_SECRET), "wh_1", NOW, BODY)
+    timestamp = now()
+    headers = signed_headers(BODY, webhook_id="wh_1", timestamp=timestamp)
+    other = sign(WebhookKey.from_secret(ROTATED_WEBHOOK_SECRET), "wh_1", timestamp, BODY)
     return BODY, with_(headers, signature=f"{other} {headers['webhook-signature']}")
 
 
@@ -96,8 +104,9 @@ def another_id_signed() -> Case:
 
 
 def another_timestamp_signed() -> Case:
-    headers = signed_headers(BODY, timestamp=NOW)
-    return BODY, with_(headers, timestamp=str(NOW - 1))
+    timestamp = now()
+    headers = signed_headers(BODY, timestamp=timestamp)
+    return BODY, with_(headers, timestamp=str(timestamp - 1))
 
 
 def missing(name: str) -> Callable[[], Case]:
