@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from batch_canceller.app import Application
 from batch_canceller.records import SCHEDULE_NOTE
 from batch_canceller.scheduling import schedule_name
 from infra.openai_emulator import OpenAIEmulator
@@ -22,7 +23,7 @@ def in_hours(hours: float) -> str:
     return (datetime.now(UTC) + timedelta(hours=hours)).replace(microsecond=0).isoformat()
 
 
-def scheduled_app(stack: Stack, emulator: OpenAIEmulator):  # type: ignore[no-untyped-def]
+def scheduled_app(stack: Stack, emulator: OpenAIEmulator) -> Application:
     return stack.app(
         emulator.base_url, SCHEDULER_ROLE_ARN=SCHEDULER_ROLE, SCHEDULE_GROUP_NAME=stack.table_name
     )
@@ -109,4 +110,5 @@ def test_status_does_not_pass_terminal_control_sequences_from_a_record_to_the_te
     assert cli(state, "status", "batch_esc") == 0
 
     out = capsys.readouterr().out
-    assert "\x1b" not in out and "\x07" not in out, repr(out)
+    assert "\x1b" not in out, repr(out)
+    assert "\x07" not in out, repr(out)

@@ -39,7 +39,9 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[
         yield export_block(printed), user_env
 
 
-def bash(exports: str, script: str, env: dict[str, str], cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+def bash(
+    exports: str, script: str, env: dict[str, str], cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["bash", "-euo", "pipefail", "-c", f'eval "$EXPORTS"\n{script}'],
         cwd=cwd, env={**env, "EXPORTS": exports}, capture_output=True, text=True, timeout=120,
@@ -51,7 +53,7 @@ def operate_redrive_command() -> str:
     """The Operate section's Redrive command, as the README prints it (in backticks)."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     [command] = re.findall(r"`(aws [^`]*start-message-move-task[^`]*)`", readme)
-    return command
+    return str(command)
 
 
 def test_the_readme_local_stack_block_runs_without_the_venv_on_path(
