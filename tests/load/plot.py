@@ -1,0 +1,42 @@
+"""The run as a PNG: per second, goodput, 429s and requests in flight, both modes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.load.measure import Result
+
+COLOURS = {"adaptive": "tab:blue", "fixed": "tab:red"}
+
+
+def draw(results: list[Result], rate: float, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: a file only
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    figure, axes = plt.subplots(3, 1, figsize=(10, 9), sharex=True)
+    panels = (
+        ("non-429 answers/s (goodput)", lambda s: s.good),
+        ("429 answers/s", lambda s: s.limited),
+        ("most requests in flight", lambda s: s.max_in_flight),
+    )
+    for axis, (label, value) in zip(axes, panels, strict=True):
+        for result in results:
+            xs = [s.at for s in result.seconds]
+            ys = [value(s) for s in result.seconds]
+            axis.plot(xs, ys, color=COLOURS.get(result.mode), linewidth=1, label=result.mode)
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+    axes[0].axhline(rate, color="grey", linestyle="--", linewidth=1, label=f"R = {rate:g}/s")
+    axes[0].legend(loc="upper right")
+    # The fixed client keeps ten times more in flight than the adaptive one: a log scale.
+    axes[2].set_yscale("log")
+    axes[2].yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    axes[2].set_xlabel("seconds since the commands were sent")
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
