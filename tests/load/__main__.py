@@ -10,14 +10,18 @@ Prints a table per mode, writes it to .bench/load.txt and draws docs/load.png. E
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 
 from tests.load.config import REPO_ROOT, LoadConfig, template_timeout
 from tests.load.measure import summarise
@@ -63,6 +67,11 @@ def _commit() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)  # unwinds through every cleanup
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     os.environ.pop("AWS_PROFILE", None)
     os.environ.update(
         {
@@ -105,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table, flush=True)
     args.table.parent.mkdir(parents=True, exist_ok=True)
     args.table.write_text(table + "\n")
+    # Every figure and the per-second series, for a closer look than the table gives.
+    args.table.with_suffix(".json").write_text(
+        json.dumps([dataclasses.asdict(r) for r in results], indent=1) + "\n"
+    )
     title = f"make load: {config.ids} IDs, {config.workers} workers, R = {config.rate:g}/s, latency {config.latency * 1000:g} ms ({stamp})"
     draw(results, config.rate, args.png, title)
     say(f"table: {args.table}; plot: {args.png}")

@@ -32,9 +32,16 @@ class LoadConfig:
     function_timeout: float = 120.0
     batch_size: int = 10  # messages per invocation, as the template's QueueBatchSize
     batching_window: float = 1.0  # as the template's QueueMaximumBatchingWindowInSeconds
-    visibility_timeout: int = 1020  # as the template's CancelQueue
+    # The template's timing rule, Timeout + batching window + RECEIPT_GRACE_SECONDS (60), as the
+    # chaos run uses: the deployed 1020 s (6 x Timeout + the largest window) outlasts a run, so
+    # a message failed back would never be seen again.
+    receipt_grace: int = 60
     max_receive_count: int = 5  # as the template's redrive policy
-    time_limit: float | None = None  # per mode; None: twice the ideal plus a minute
+    time_limit: float | None = None  # per mode; None: twice the ideal plus a visibility timeout
+
+    @property
+    def visibility_timeout(self) -> int:
+        return math.ceil(self.function_timeout + self.batching_window + self.receipt_grace)
 
     @property
     def api_calls_per_id(self) -> int:
@@ -49,7 +56,7 @@ class LoadConfig:
     def limit_seconds(self) -> float:
         if self.time_limit is not None:
             return self.time_limit
-        return 2 * self.ideal_seconds + 60
+        return 2 * self.ideal_seconds + self.visibility_timeout  # a failed-back message returns
 
     @property
     def commands(self) -> int:
@@ -67,6 +74,7 @@ class LoadConfig:
             f" API limit {self.rate:g} requests/s, burst {self.burst_tokens:g}, latency"
             f" {self.latency * 1000:g} ms (429s answered at once), cancel takes"
             f" {self.cancel_delay:g} s; MAX_IN_FLIGHT {self.max_in_flight},"
-            " POLL_INITIAL_DELAY_SECONDS 1: 2 API calls per ID; time limit"
+            " POLL_INITIAL_DELAY_SECONDS 1: 2 API calls per ID; queue visibility timeout"
+            f" {self.visibility_timeout} s, maxReceiveCount {self.max_receive_count}; time limit"
             f" {self.limit_seconds:g} s a mode"
         )

@@ -19,6 +19,8 @@ SHOWN_METRICS = (
     "RateLimitPausesShared",
     "DeadlineDeferrals",
     "Requeued",
+    "StoreFailures",
+    "TransientFailures",
 )
 
 
@@ -42,6 +44,8 @@ class Raw:
     invocations: int
     failed_messages: int  # messages an invocation failed back to the queue
     longest_invocation: float
+    server_cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds during the run
+    load_average: float = 0.0  # the machine's, 1 minute, at the end
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,8 @@ class Result:
     longest_invocation: float
     metrics: dict[str, int]
     seconds: list[Second] = field(default_factory=list)
+    server_cpu: dict[str, float] = field(default_factory=dict)
+    load_average: float = 0.0
 
     @property
     def good(self) -> int:
@@ -152,4 +158,6 @@ def summarise(raw: Raw, rate: float) -> Result:
         longest_invocation=raw.longest_invocation,
         metrics={name: int(raw.metrics.get(name, 0)) for name in SHOWN_METRICS},
         seconds=seconds,
+        server_cpu=raw.server_cpu,
+        load_average=raw.load_average,
     )

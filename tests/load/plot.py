@@ -31,9 +31,15 @@ def draw(results: list[Result], rate: float, path: Path, title: str) -> None:
         axis.grid(alpha=0.3)
     axes[0].axhline(rate, color="grey", linestyle="--", linewidth=1, label=f"R = {rate:g}/s")
     axes[0].legend(loc="upper right")
-    # The fixed client keeps ten times more in flight than the adaptive one: a log scale.
+    # The fixed client's 429s and requests in flight are 10-100 times the adaptive one's: log
+    # scales (symlog for 429s, which are often 0), with plain numbers on the ticks.
+    axes[1].set_yscale("symlog", linthresh=1)
     axes[2].set_yscale("log")
-    axes[2].yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    for axis in axes[1:]:
+        axis.yaxis.set_major_locator(
+            matplotlib.ticker.FixedLocator([1, 3, 10, 30, 100, 300, 1000, 3000])
+        )
+        axis.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     axes[2].set_xlabel("seconds since the commands were sent")
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()

@@ -40,6 +40,12 @@ def correct(adaptive: Result) -> bool:
     return all(goal.met for goal in goals(adaptive) if goal.correctness)
 
 
+def _cpu(result: Result) -> str:
+    names = ("moto-dynamodb", "moto", "emulator")
+    wall = max(result.wall_seconds, 1e-9)
+    return ", ".join(f"{result.server_cpu.get(n, 0.0) / wall:.2f}" for n in names)
+
+
 Row = tuple[str, Callable[[Result], str]]
 ROWS: list[Row] = [
     ("goodput: non-429 API answers/s / R", lambda r: f"{r.goodput:.2f}"),
@@ -60,6 +66,8 @@ ROWS: list[Row] = [
     ("complete", lambda r: "yes" if r.complete else "no: time limit or stalled"),
     ("invocations", lambda r: str(r.invocations)),
     ("worker crashes", lambda r: str(r.crashes)),
+    ("CPU s/s: moto DynamoDB, moto, emulator", _cpu),
+    ("machine load average (1 min, at the end)", lambda r: f"{r.load_average:.1f}"),
     *[(f"  {name}", lambda r, n=name: str(r.metrics[n])) for name in SHOWN_METRICS],
 ]
 

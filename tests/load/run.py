@@ -35,17 +35,26 @@ from tests.support import API_KEY, client
 
 REPORT_EVERY_SECONDS = 15.0
 SETTLE_SECONDS = 30.0  # after the last announcement: receipts and marks drain
-# No announcement for this long and nothing visible or delayed: the rest failed back to the
-# queue and waits out its visibility timeout (1020 s), longer than a run.
-STALL_SECONDS = 60.0
+# No announcement for longer than a visibility timeout and nothing visible or delayed: what
+# is left will not come back within the run.
+STALL_MARGIN_SECONDS = 30.0
 
 
 def batch_ids(count: int) -> list[str]:
     return [f"batch_load_{i:05d}" for i in range(count)]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used (Linux /proc; 0 where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _start_servers(
-    config: LoadConfig, work_dir: Path, cleanup: contextlib.ExitStack
+    config: LoadConfig, work_dir: Path, cleanup: contextlib.ExitStack, servers: dict[str, Child]
 ) -> tuple[str, str, str]:
     urls = []
     for name in ("moto", "moto-dynamodb"):
@@ -57,6 +66,7 @@ def _start_servers(
             ready_prefix=moto_server.READY_PREFIX,
         )
         cleanup.enter_context(server)
+        servers[name] = server
         urls.append(server.ready_line.removeprefix(moto_server.READY_PREFIX))
     args = ["--port", "0", "--cancel-delay", str(config.cancel_delay)]
     args += ["--latency", str(config.latency), "--rate-limit", str(config.rate)]
@@ -69,6 +79,7 @@ def _start_servers(
         ready_prefix=EMULATOR_READY,
     )
     cleanup.enter_context(emulator)
+    servers["emulator"] = emulator
     return urls[0], urls[1], emulator.ready_line.removeprefix(EMULATOR_READY)
 
 
@@ -97,6 +108,7 @@ def _worker_env(
             "POLL_INITIAL_DELAY_SECONDS": "1",
             "POLL_MAX_DELAY_SECONDS": "2",
             "MAX_IN_FLIGHT": str(config.max_in_flight),
+            "RECEIPT_GRACE_SECONDS": str(config.receipt_grace),
             "ADAPTIVE_CONCURRENCY": "true" if adaptive else "false",
             "PYTHONUNBUFFERED": "1",
         }
@@ -170,7 +182,8 @@ def run_mode(config: LoadConfig, adaptive: bool, work_dir: Path, say: Callable[[
     state_dir.mkdir(exist_ok=True)
     ids = batch_ids(config.ids)
     with contextlib.ExitStack() as cleanup:
-        aws_url, dynamodb_url, api_base = _start_servers(config, work_dir, cleanup)
+        servers: dict[str, Child] = {}
+        aws_url, dynamodb_url, api_base = _start_servers(config, work_dir, cleanup, servers)
         emulator = api_base.removesuffix("/v1") + "/_emulator"
         stack = create_stack(
             aws_url,
@@ -211,6 +224,8 @@ def run_mode(config: LoadConfig, adaptive: bool, work_dir: Path, say: Callable[[
 
         complete = False
         last_report = 0.0
+        stall_after = config.visibility_timeout + STALL_MARGIN_SECONDS
+        cpu_before = {name: cpu_seconds(child.pid) for name, child in servers.items()}
         progress = (0, 0.0)  # announced, and when that count last grew
         while (elapsed := time.time() - started) < config.limit_seconds:
             supervisor.keep_running()
@@ -221,8 +236,8 @@ def run_mode(config: LoadConfig, adaptive: bool, work_dir: Path, say: Callable[[
                 break
             if done > progress[0]:
                 progress = (done, elapsed)
-            elif elapsed - progress[1] > STALL_SECONDS and _only_hidden(sqs, stack.queue_url):
-                say(f"{mode}: stalled: what is left waits out the visibility timeout")
+            elif elapsed - progress[1] > stall_after and _only_hidden(sqs, stack.queue_url):
+                say(f"{mode}: stalled: nothing announced for {stall_after:g} s")
                 break
             if elapsed - last_report >= REPORT_EVERY_SECONDS:
                 last_report = elapsed
@@ -236,6 +251,9 @@ def run_mode(config: LoadConfig, adaptive: bool, work_dir: Path, say: Callable[[
             time.sleep(1.0)
         ended = time.time()
         rate_limit = control(emulator, "GET", "/rate_limit")
+        server_cpu = {
+            name: cpu_seconds(child.pid) - cpu_before[name] for name, child in servers.items()
+        }
         say(f"{mode}: {'complete' if complete else 'time limit'} at {ended - started:.1f} s")
         settle_until = time.monotonic() + SETTLE_SECONDS
         while complete and time.monotonic() < settle_until:
@@ -269,5 +287,7 @@ def run_mode(config: LoadConfig, adaptive: bool, work_dir: Path, say: Callable[[
             invocations=sum(s.invocations for s in states),
             failed_messages=sum(s.failed_messages for s in states),
             longest_invocation=max((s.longest_invocation for s in states), default=0.0),
+            server_cpu=server_cpu,
+            load_average=os.getloadavg()[0],
         )
     raise AssertionError("unreachable")  # for type checkers: the with block returns
