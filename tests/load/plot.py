@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from tests.load.measure import Result
+from tests.load.measure import Result, Second
 
 COLOURS = {"adaptive": "tab:blue", "fixed": "tab:red"}
 
@@ -17,7 +18,7 @@ def draw(results: list[Result], rate: float, path: Path, title: str) -> None:
     import matplotlib.ticker
 
     figure, axes = plt.subplots(3, 1, figsize=(10, 9), sharex=True)
-    panels = (
+    panels: tuple[tuple[str, Callable[[Second], int]], ...] = (
         ("non-429 answers/s (goodput)", lambda s: s.good),
         ("429 answers/s", lambda s: s.limited),
         ("most requests in flight", lambda s: s.max_in_flight),

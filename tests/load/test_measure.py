@@ -88,7 +88,9 @@ def test_an_id_not_stored_cancelled_is_lost_and_fails_the_run() -> None:
 
 
 def test_the_run_is_drawn_as_a_png(tmp_path: Path) -> None:
-    stored = {f"batch_{k}": ("cancelled", _stamp(1.0)) for k in "abcd"}
+    stored: dict[str, tuple[str | None, str | None]] = {
+        f"batch_{k}": ("cancelled", _stamp(1.0)) for k in "abcd"
+    }
     result = summarise(_raw(stored), rate=100.0)
     path = tmp_path / "load.png"
     draw([result], 100.0, path, "title")
