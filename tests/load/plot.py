@@ -35,12 +35,14 @@ def draw(results: list[Result], rate: float, path: Path, title: str) -> None:
     # The fixed client's 429s and requests in flight are 10-100 times the adaptive one's: log
     # scales (symlog for 429s, which are often 0), with plain numbers on the ticks.
     axes[1].set_yscale("symlog", linthresh=1)
+    axes[1].set_ylim(bottom=0)
     axes[2].set_yscale("log")
     for axis in axes[1:]:
         axis.yaxis.set_major_locator(
             matplotlib.ticker.FixedLocator([1, 3, 10, 30, 100, 300, 1000, 3000])
         )
         axis.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        axis.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axes[2].set_xlabel("seconds since the commands were sent")
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
