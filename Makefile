@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck fmt check clean demo local sam bench chaos model
+.PHONY: venv test lint typecheck fmt check clean demo local sam bench chaos model load
 
 venv: $(STAMP)
 
@@ -57,6 +57,11 @@ bench: venv
 
 chaos: venv
 	$(BIN)/python -m tests.reliability.chaos $(CHAOS_ARGS)
+
+# 20,000 cancels by 8 worker processes against the emulator limited to 200 requests/s, adaptive
+# and fixed (LOAD_ARGS="--ids 2000 --rate 100"); a table (.bench/load.txt) and docs/load.png.
+load: venv
+	$(BIN)/python -m tests.load $(LOAD_ARGS)
 
 # The model-based test of the announce protocol, long profile (MODEL_ARGS="--examples 5000").
 model: venv
