@@ -1,5 +1,6 @@
-"""moto as the tests need it: DynamoDB writes atomic, as on AWS, and the per-request costs
-that would dominate a long run removed. `prepare_moto()` applies both in this process.
+"""moto as the tests need it: DynamoDB writes atomic, as on AWS, the per-request costs
+that would dominate a long run removed, and SQS's StartMessageMoveTask (the README's DLQ
+redrive), which moto lacks. `prepare_moto()` applies them in this process.
 
 moto evaluates a ConditionExpression and then applies the update as separate Python steps, and
 its server handles requests on many threads, so two concurrent conditional writes to one item
@@ -73,6 +74,37 @@ def speed_up_moto() -> None:
     sqs_models.unix_time_millis = unix_time_millis
 
 
+def add_message_move_task() -> None:
+    """SQS StartMessageMoveTask, as a DLQ redrive uses it: every available message of the
+    source queue (an ARN) moves to the destination (an ARN) with its body and attributes, at
+    once (AWS moves them over time; the task's progress is not emulated). Idempotent."""
+    from moto.core.responses import ActionResult
+    from moto.sqs.exceptions import QueueDoesNotExist
+    from moto.sqs.responses import SQSResponse
+
+    if hasattr(SQSResponse, "start_message_move_task"):
+        return
+
+    def start_message_move_task(self: Any) -> Any:
+        backend = self.sqs_backend
+        by_arn = {queue.queue_arn: queue for queue in backend.queues.values()}
+        source = by_arn.get(self._get_param("SourceArn"))
+        destination = by_arn.get(self._get_param("DestinationArn"))
+        if source is None or destination is None:
+            raise QueueDoesNotExist()
+        with source._messages_lock:
+            moving = source.messages
+            source._messages = [m for m in source._messages if m not in moving]
+        for message in moving:
+            backend.send_message(
+                destination.name, message.body, message_attributes=message.message_attributes
+            )
+        return ActionResult({"TaskHandle": f"moto-move-{source.name}-{len(moving)}"})
+
+    SQSResponse.start_message_move_task = start_message_move_task  # type: ignore[attr-defined]
+
+
 def prepare_moto() -> None:
     make_dynamodb_writes_atomic()
     speed_up_moto()
+    add_message_move_task()

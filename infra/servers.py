@@ -6,7 +6,7 @@
 - `moto_server()`: moto in server mode on loopback, for the length of a `with` block.
 - `wait_until_answering()` and `stop_process()`: a server in a child process, ready once its
   URL gives any HTTP answer; stopped with SIGTERM, then SIGKILL if it lingers.
-- `StopSignal`: a server's `__main__` serving until SIGINT or SIGTERM.
+- `StopSignal`: a server's `__main__` serving until SIGINT, SIGTERM or SIGHUP.
 """
 
 from __future__ import annotations
@@ -175,13 +175,21 @@ def stop_process(process: subprocess.Popen[Any], grace_seconds: float) -> int:
     return process.wait()
 
 
+# SIGHUP: the terminal it runs in was closed, which should stop it as cleanly as Ctrl-C
+# (its default action ends the process at once, with nothing said or tidied).
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
 class StopSignal:
-    """From construction on, SIGINT and SIGTERM no longer end the process: they end `wait()`."""
+    """From construction on, SIGINT, SIGTERM and SIGHUP no longer end the process: they end
+    `wait()`."""
 
     def __init__(self) -> None:
         self._stop = threading.Event()
-        signal.signal(signal.SIGINT, self._on_signal)
-        signal.signal(signal.SIGTERM, self._on_signal)
+        for stop_signal in STOP_SIGNALS:
+            signal.signal(stop_signal, self._on_signal)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._stop.set()

@@ -254,7 +254,7 @@ class Application:
         if request.cancel_at is not None and not self._due(request, message):
             return [], self._run_side(self.run_schedule, request, message, deadline, "cancel_at")
         works: list[Work] = [
-            CancelWork(batch_id, request.reason, request.requested_by)
+            CancelWork(batch_id, request.reason, request.requested_by, request.schedule)
             for batch_id in request.batch_ids
         ]
         return works, {}

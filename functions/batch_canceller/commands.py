@@ -46,7 +46,11 @@ __all__ = [
 MAX_BATCH_IDS = 1000
 MAX_BODY_BYTES = 512 * 1024
 MAX_TEXT_FIELD = 1024
-COMMAND_FIELDS = frozenset({"batch_id", "batch_ids", "reason", "requested_by", "cancel_at"})
+# `schedule`: set by the function's own cancel_at schedules (the one that fired and sent it).
+COMMAND_FIELDS = frozenset(
+    {"batch_id", "batch_ids", "reason", "requested_by", "cancel_at", "schedule"}
+)
+MAX_SCHEDULE_NAME = 64  # Scheduler's limit on a schedule's name
 CHECK_FIELDS = frozenset({"batch_id", "watch_id", "attempt", "since", "step"})
 # A chain checks at most once a second for at most POLL_TIMEOUT_SECONDS (14 days at most):
 # an attempt beyond this was not sent by the function.
@@ -66,6 +70,8 @@ class CancelCommand:
     reason: str | None = None
     requested_by: str | None = None
     cancel_at: datetime | None = None
+    # The cancel_at schedule that sent this command (it fired, and deleted itself).
+    schedule: str | None = None
 
 
 @dataclass(frozen=True)
@@ -225,6 +231,7 @@ def _parse_command(fields: Fields) -> CancelCommand:
         requested_by=fields.text("requested_by", MAX_TEXT_FIELD, null_is_absent=True),
         # A null `cancel_at` is an error, not "cancel now".
         cancel_at=fields.time("cancel_at"),
+        schedule=fields.text("schedule", MAX_SCHEDULE_NAME, null_is_absent=True),
     )
 
 

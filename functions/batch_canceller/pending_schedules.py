@@ -7,6 +7,10 @@ batch is not terminal; either order of the two writes ends with the schedule del
   deletes the schedule (`settle`), then removes the note;
 - the terminal write first: the note's condition fails, and the scheduler deletes the
   schedule it has just written (`noted`).
+A schedule that fires deletes itself, and the cancel it sends names it (`schedule`): when that
+cancel is handled, the note goes too (`fired`), if it still names the schedule, so a note only
+stays while its schedule waits. (Schedules written before they named themselves leave their
+note until the batch is terminal.)
 Removal is tidiness, not safety: a schedule left behind fires a cancel of a terminal batch,
 which stores the batch's state again and owes nothing.
 """
@@ -104,6 +108,24 @@ class PendingSchedules:
         if due:
             _ = self._client  # made here, not by several threads at once
             list(map_fn(lambda record: self._remove(record, deadline), due))
+
+    def fired(
+        self, fired: Iterable[tuple[str, str]], deadline: Deadline, map_fn: MapFn = map
+    ) -> None:
+        """Remove the notes of schedules that fired (batch ID, schedule name): each sent a
+        cancel handled now, and deleted itself. Best effort, like every removal."""
+        due = list(fired)
+        if due:
+            list(map_fn(lambda pair: self._forget(pair[0], pair[1], deadline), due))
+
+    def _forget(self, batch_id: str, name: str, deadline: Deadline) -> None:
+        if not deadline.leaves(CALL_SECONDS + FINISH_SECONDS):
+            self._failed(batch_id, "schedule note not removed", "no time left")
+            return
+        try:
+            self._notes.forget(batch_id, name)
+        except (ClientError, BotoCoreError) as exc:
+            self._failed(batch_id, "schedule note not removed", type(exc).__name__)
 
     def _remove(self, record: BatchRecord, deadline: Deadline) -> None:
         name = str(record.cancel_schedule)

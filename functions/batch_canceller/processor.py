@@ -25,7 +25,7 @@ from batch_canceller.observability import Tally
 from batch_canceller.pending_schedules import PendingSchedules
 from batch_canceller.queue import OutgoingMessage, QueueSender
 from batch_canceller.store import BatchStore
-from batch_canceller.work import WorkItem, WorkResult, WorkRunner
+from batch_canceller.work import CancelWork, WorkItem, WorkResult, WorkRunner
 
 # The share of an invocation's usable time kept for sending checks and announcing events.
 ANNOUNCE_SHARE = 0.3
@@ -70,6 +70,13 @@ class CancelProcessor:
         if self._schedules is not None:
             # A batch that ended needs its waiting cancel_at schedule no more (best effort).
             self._schedules.settle((result.record for result in results), deadline, self._map)
+            # A schedule that fired sent one of these cancels, and is gone: so is its note.
+            fired = [
+                (item.work.batch_id, item.work.schedule)
+                for item in items
+                if isinstance(item.work, CancelWork) and item.work.schedule is not None
+            ]
+            self._schedules.fired(fired, deadline, self._map)
         return [_with_verdicts(result, verdicts) for result in results]
 
     def confirm(self, receipts: Sequence[PublicationReceipt]) -> list[bool]:

@@ -146,13 +146,15 @@ class CancellationScheduler:
             return list(pool.map(write, ids))
 
     def _definition(self, batch_id: str, at: datetime, command: CancelCommand) -> dict[str, Any]:
-        body: dict[str, Any] = {"batch_ids": [batch_id]}
+        name = schedule_name(batch_id)
+        # `schedule`: when it fires, the cancel it sends removes the record's note of it.
+        body: dict[str, Any] = {"batch_ids": [batch_id], "schedule": name}
         if command.reason is not None:
             body["reason"] = command.reason
         if command.requested_by is not None:
             body["requested_by"] = command.requested_by
         return {
-            "Name": schedule_name(batch_id),
+            "Name": name,
             "GroupName": self._group,
             "ScheduleExpression": f"at({at.strftime('%Y-%m-%dT%H:%M:%S')})",
             "ScheduleExpressionTimezone": "UTC",

@@ -19,6 +19,8 @@ class CancelWork:
     batch_id: str
     reason: str | None = None
     requested_by: str | None = None
+    # The cancel_at schedule that fired and sent this cancel: the record's note of it goes.
+    schedule: str | None = None
 
 
 # A cancel, or the function's own per-batch messages: a status check, a webhook notice.

@@ -26,7 +26,7 @@ from infra.local_stack.paths import state_file
 EXIT_INTERRUPTED = 130
 REQUESTED_BY_HELP = (
     "who asked, stored on each record (default: the AWS caller identity's ARN on a deployed"
-    " stack, $USER@$HOSTNAME on the local one)"
+    " stack, $USER@$HOSTNAME on the local one; an empty WHO is that default too)"
 )
 
 DESCRIPTION = """\

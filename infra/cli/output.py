@@ -18,14 +18,22 @@ BAR_WIDTH = 30
 LIVE_REDRAW_SECONDS = 0.1
 # Without a terminal (a forced bar into a log), one line per this many percent.
 LOG_STEP_PERCENT = 10
+FOLDED = "\n\r\t"  # folded to one space: the cell stays on one line
+# Every other C0 and C1 control, and DEL, shown as `\xNN`: a record's texts are written by
+# whoever may send to the queue or the bus, and ESC or BEL would drive the terminal (erase
+# the row, retitle the window) instead of being read.
+ESCAPES = {
+    code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0)) if chr(code) not in FOLDED
+}
 
 
 def cell(value: object) -> str:
-    """One table cell: plain text on one line, so columns stay aligned."""
+    """One table cell: plain text on one line, so columns stay aligned, and no control
+    character reaches the terminal."""
     if value is None or value == "":
         return MISSING
-    text = str(plain(value))
-    return " ".join(text.split()) if any(c in text for c in "\n\r\t") else text
+    text = str(plain(value)).translate(ESCAPES)
+    return " ".join(text.split()) if any(c in text for c in FOLDED) else text
 
 
 def shorten(text: str, width: int) -> str:

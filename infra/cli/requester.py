@@ -1,6 +1,7 @@
 """Who runs the CLI, as the `requested_by` of what it sends: `--requested-by`, else the AWS
 caller identity on a deployed stack (an ARN names the role session: the audit trail's name),
-else `$USER@$HOSTNAME` (the local stack, or when STS does not answer)."""
+else `$USER@$HOSTNAME` (the local stack, or when STS does not answer). An empty (or blank)
+`--requested-by` is not given, for `send` and `sweep` alike: a record always names someone."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ _STS_CONFIG = Config(retries={"total_max_attempts": 2}, connect_timeout=3, read_
 
 
 def requester(target: Target, given: str | None) -> str:
-    if given is not None:
+    if given is not None and given.strip():
         return given
     if target.state_file is not None or target.aws_endpoint is not None:
         return user_at_host()

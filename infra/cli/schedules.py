@@ -13,10 +13,19 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from botocore.exceptions import BotoCoreError, ClientError
 
 from batch_canceller.commands import InvalidInput, validate_batch_id
+from batch_canceller.pending_schedules import ScheduleNotes
 from batch_canceller.scheduling import NAME_PREFIX, legacy_name_prefix, schedule_name
 from infra.cli import EXIT_FAILED, EXIT_OK, OperationFailed, UsageError
 from infra.cli.flags import in_flags
-from infra.cli.output import print_error, print_json, print_lines, print_note, print_table, shorten
+from infra.cli.output import (
+    print_error,
+    print_json,
+    print_lines,
+    print_note,
+    print_table,
+    print_warning,
+    shorten,
+)
 from infra.cli.target import Target
 
 if TYPE_CHECKING:
@@ -85,19 +94,29 @@ def run_delete(
     client = target.scheduler()
     deleted: list[str] = []
     missing: list[str] = []
+    # (batch ID, schedule name): the records' notes of schedules that no longer wait.
+    notes: list[tuple[str, str]] = []
     try:
         for name in names:
-            (deleted if _delete(client, group, name) else missing).append(name)
+            ids = _batch_ids_of(client, group, name)
+            if ids is not None and _delete(client, group, name):
+                deleted.append(name)
+                notes.extend((batch_id, name) for batch_id in ids)
+            else:
+                missing.append(name)
         for batch_id in batch_ids:
             # The batch's one schedule, and any a version before issue 11 named per time.
             legacy = _names_with_prefix(client, group, legacy_name_prefix(batch_id))
             matching = [schedule_name(batch_id), *legacy]
             gone = [name for name in matching if _delete(client, group, name)]
             deleted.extend(gone)
+            # Also when none was found: a note left by a schedule that fired is wrong too.
+            notes.append((batch_id, schedule_name(batch_id)))
             if not gone:
                 missing.append(f"batch {batch_id}")
     except (ClientError, BotoCoreError) as exc:
         raise OperationFailed(f"deleting schedules in group {group} failed: {exc}") from None
+    _forget_notes(target, notes)
     if as_json:
         print_json({"group": group, "deleted": deleted, "not_found": missing})
     else:
@@ -105,6 +124,32 @@ def run_delete(
     for what in missing:
         print_error(f"no cancellation schedule for {what} in group {group}")
     return EXIT_FAILED if missing else EXIT_OK
+
+
+def _batch_ids_of(client: EventBridgeSchedulerClient, group: str, name: str) -> list[str] | None:
+    """The batches a schedule cancels (from its Input); None when there is no such schedule."""
+    try:
+        return _schedule(client.get_schedule(Name=name, GroupName=group)).batch_ids
+    except ClientError as exc:
+        if _code(exc) == "ResourceNotFoundException":
+            return None
+        raise
+
+
+def _forget_notes(target: Target, notes: Sequence[tuple[str, str]]) -> None:
+    """Remove each record's `cancel_schedule` note, if it names the schedule deleted (one
+    written since names another), so `status` no longer says a schedule waits."""
+    if not notes:
+        return
+    records = ScheduleNotes(target.dynamodb(), target.output("BatchesTableName"))
+    for batch_id, name in notes:
+        try:
+            records.forget(batch_id, name)
+        except (ClientError, BotoCoreError) as exc:
+            print_warning(
+                f"the record of {batch_id} still notes schedule {name} (`status` says it"
+                f" waits until the batch is terminal): {exc}"
+            )
 
 
 def list_schedules(client: EventBridgeSchedulerClient, group: str) -> list[Schedule]:

@@ -24,6 +24,8 @@ KEYS_PER_BATCH_GET = 100  # BatchGetItem's limit
 STATUS_INDEX = "status-index"
 PENDING_STATUS = "cancelling"
 NOT_FOUND = "not found"
+# A record that holds only bookkeeping (a cancel_at schedule's note): no cancel was sent yet.
+NOT_SENT = "no cancel sent yet"
 MAX_UNPROCESSED_ROUNDS = 8
 HEADERS = (
     "batch_id",
@@ -194,7 +196,7 @@ def _row(row: dict[str, Any] | str) -> list[object]:
         return [row, NOT_FOUND, None, None, None, None, None]
     return [
         row.get("batch_id"),
-        row.get("status"),
+        row.get("status") or (None if row.get("updated_at") else NOT_SENT),
         row.get("updated_at"),
         shorten(str(row["reason"]), 30) if row.get("reason") else None,
         shorten(str(row["requested_by"]), 30) if row.get("requested_by") else None,

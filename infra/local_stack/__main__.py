@@ -2,8 +2,9 @@
 
 Prints an export block first (infra.local_stack.banner), writes `state.json` for the CLI and
 `env.sh` for `source` into `.local-stack/` (or `$LOCAL_STACK_DIR`: infra.local_stack.paths),
-and runs until Ctrl-C or SIGTERM, which stop it, say so, and remove both files (a state file
-left behind points at a dead stack).
+and runs until Ctrl-C, SIGTERM or SIGHUP (its terminal closed), which stop it, say so, and
+remove both files (a state file left behind points at a dead stack) if they are still its own.
+A directory holding a running stack's state is not taken over (infra.local_stack.paths).
 """
 
 from __future__ import annotations
@@ -79,33 +80,49 @@ def main() -> int:
     except PortInUse as exc:
         print(f"make local: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    state_file, env_file = paths.state_file(), paths.env_file()
+    directory, other = paths.choose_state_dir(ports[AWS_PORT_VARIABLE])
+    if other is not None:
+        # stderr: stdout starts with the export block, which names the directory used.
+        print(
+            f"make local: {paths.state_dir()} holds the state of a running local stack"
+            f" (pid {other}); this one keeps its files in {directory} (set"
+            f" {paths.STATE_DIR_VARIABLE} to choose)",
+            file=sys.stderr,
+            flush=True,
+        )
+    state_file, env_file = paths.state_file(directory), paths.env_file(directory)
     state_file.parent.mkdir(parents=True, exist_ok=True)
     # The functions' JSON logs and EMF metric lines: not the terminal's.
-    log = paths.log_file().open("a", encoding="utf-8")
+    log = paths.log_file(directory).open("a", encoding="utf-8")
     quiet_functions(log)
-    stop = StopSignal()  # from here on, SIGINT (even in a background job) and SIGTERM end wait()
+    # From here on, SIGINT (even in a background job), SIGTERM and SIGHUP end wait().
+    stop = StopSignal()
     stack = LocalStack(
         aws_port=ports[AWS_PORT_VARIABLE],
         openai_port=ports[OPENAI_PORT_VARIABLE],
         webhook_port=ports.get(WEBHOOK_PORT_VARIABLE, 0),
         template=template,
     ).start()
+    owner = paths.new_owner()
     try:
         seeded = _seed(stack)
-        state = stack.state()
-        variables = exports(state, stack.openai.url, paths.state_dir().resolve())
+        state = {**stack.state(), paths.OWNER_KEY: owner}
+        variables = exports(state, stack.openai.url, directory.resolve())
         state_file.write_text(json.dumps(state, indent=2))
         env_file.write_text(export_block(variables) + "\n")
-        print(banner(variables, seeded, paths.state_dir(), AWS_PORT_VARIABLE), flush=True)
+        print(banner(variables, seeded, directory.resolve(), AWS_PORT_VARIABLE), flush=True)
         stop.wait()
         print("local stack stopping (signal received)", flush=True)
     finally:
-        for path in (state_file, env_file):
-            path.unlink(missing_ok=True)
+        # Only its own: another stack's state is never removed.
+        removed = paths.owned_by(state_file, owner)
+        if removed:
+            for path in (state_file, env_file):
+                path.unlink(missing_ok=True)
         stack.stop()
         log.close()
-    print(f"local stack stopped; removed {state_file}", flush=True)
+    left = "removed" if removed else "left (not this stack's state any more)"
+    print(f"local stack stopped; {left} {state_file}", flush=True)
     return 0
 
 

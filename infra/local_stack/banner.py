@@ -5,11 +5,16 @@ then commands that use only those names, so they run verbatim (the README's use 
 the real endpoint whatever `AWS_ENDPOINT_URL` says, so the commands pass
 `$ENDPOINT_ARG` (`--endpoint-url=URL`, one word, so bash and zsh expand it alike). For a
 deployed stack it is unset and expands to nothing.
+
+The block also puts the project's `.venv/bin` (absolute) first on `PATH`: the README's commands
+call `batch-canceller` bare, and nothing else puts it there. The banner's own commands name it
+by its absolute path, so they run from any directory.
 """
 
 from __future__ import annotations
 
 import shlex
+import sysconfig
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +24,18 @@ from infra.local_stack.paths import STATE_DIR_VARIABLE
 EXPORT_MARKER = "# the local stack: paste these lines, or eval them (bash, zsh)"
 EXPORT_END = "# end of exports"
 LOCAL_CREDENTIAL = "local"  # moto accepts any credentials
+PATH_VARIABLE = "PATH"  # prepended to, not replaced: `export PATH=<bin>:"$PATH"`
+
+
+def scripts_dir() -> Path:
+    """Where `make venv` installed `batch-canceller` (and the venv's `aws`): the scripts
+    directory of the interpreter running the stack (not resolved: a venv's python is a link)."""
+    return Path(sysconfig.get_path("scripts")).absolute()
+
+
+def cli() -> str:
+    """The operator CLI by its absolute path, quoted for the shell."""
+    return shlex.quote(str(scripts_dir() / "batch-canceller"))
 
 
 def exports(state: Mapping[str, Any], openai_url: str, state_dir: Path) -> dict[str, str]:
@@ -34,6 +51,7 @@ def exports(state: Mapping[str, Any], openai_url: str, state_dir: Path) -> dict[
         "QUEUE_URL": outputs["CancelQueueUrl"],
         "QUEUE_ARN": outputs["CancelQueueArn"],
         "DLQ_URL": outputs["DeadLetterQueueUrl"],
+        "DLQ_ARN": outputs["DeadLetterQueueArn"],
         "TABLE": outputs["BatchesTableName"],
         "BUS": outputs["EventBusName"],
         "FUNCTION": outputs.get("FunctionName", ""),
@@ -41,12 +59,19 @@ def exports(state: Mapping[str, Any], openai_url: str, state_dir: Path) -> dict[
         **webhook,
         # Absolute: `batch-canceller --local` finds the state file from any directory.
         STATE_DIR_VARIABLE: str(state_dir),
+        PATH_VARIABLE: str(scripts_dir()),
     }
+
+
+def export_line(name: str, value: str) -> str:
+    if name == PATH_VARIABLE:
+        return f'export PATH={shlex.quote(value)}:"$PATH"'
+    return f"export {name}={shlex.quote(value)}"
 
 
 def export_block(variables: Mapping[str, str]) -> str:
     lines = [EXPORT_MARKER]
-    lines += [f"export {name}={shlex.quote(value)}" for name, value in variables.items()]
+    lines += [export_line(name, value) for name, value in variables.items()]
     lines.append(EXPORT_END)
     return "\n".join(lines)
 
@@ -54,15 +79,15 @@ def export_block(variables: Mapping[str, str]) -> str:
 def commands(seeded: Sequence[str], *, webhook: bool = False) -> list[str]:
     """Commands to try; each runs verbatim once the exports are set."""
     first, second = seeded[0], seeded[1]
-    signed = [f".venv/bin/batch-canceller --local webhook send {seeded[-1]}"] if webhook else []
+    signed = [f"{cli()} --local webhook send {seeded[-1]}"] if webhook else []
     detail = '{\\"batch_id\\": \\"' + second + '\\"}'
     return [
         f'aws $ENDPOINT_ARG sqs send-message --queue-url "$QUEUE_URL" --message-body {first}',
         f'aws $ENDPOINT_ARG events put-events --entries \'[{{"EventBusName": "\'"$BUS"\'",'
         f' "Source": "com.example.ops", "DetailType": "Batch Cancel Requested",'
         f' "Detail": "{detail}"}}]\'',
-        f".venv/bin/batch-canceller --local status {first} {second}",
-        ".venv/bin/batch-canceller --local sweep --older-than 20h --metadata project=evals --dry-run",
+        f"{cli()} --local status {first} {second}",
+        f"{cli()} --local sweep --older-than 20h --metadata project=evals --dry-run",
         'aws $ENDPOINT_ARG sqs receive-message --queue-url "$DLQ_URL" --message-attribute-names All'
         " --max-number-of-messages 10 --visibility-timeout 0",
         'curl -s -X POST "$OPENAI_EMULATOR_URL/_emulator/seed" -d \'{"count": 5}\'',
@@ -73,6 +98,7 @@ def commands(seeded: Sequence[str], *, webhook: bool = False) -> list[str]:
 def banner(
     variables: Mapping[str, str], seeded: Sequence[str], state_dir: Path, aws_port_variable: str
 ) -> str:
+    """`state_dir` absolute: the `source` line runs from any directory."""
     webhook = "WEBHOOK_URL" in variables
     try_lines = "\n".join(f"  {command}" for command in commands(seeded, webhook=webhook))
     webhook_line = (
@@ -83,7 +109,7 @@ def banner(
     )
     return f"""{export_block(variables)}
 
-local stack running; state in {state_dir / "state.json"}, function logs in {state_dir / "function.log"}. Ctrl-C (or SIGTERM) stops it.
+local stack running; state in {state_dir / "state.json"}, function logs in {state_dir / "function.log"}. Ctrl-C (or SIGTERM, or closing the terminal) stops it.
   AWS (moto)        {variables["AWS_ENDPOINT_URL"]}   moves with {aws_port_variable}
   OpenAI emulator   {variables["OPENAI_EMULATOR_URL"]}/v1   control routes under /_emulator/
   queue             {variables["QUEUE_URL"]}
@@ -91,7 +117,7 @@ local stack running; state in {state_dir / "state.json"}, function logs in {stat
   bus               {variables["BUS"]}
   seeded batches    {" ".join(seeded)}{webhook_line}
 
-in another shell, after the exports above (or: source {state_dir / "env.sh"}), try:
+in another shell, after the exports above (or: source {shlex.quote(str(state_dir))}/env.sh), try:
 {try_lines}
 """
 
@@ -105,5 +131,6 @@ def read_exports(text: str) -> dict[str, str]:
     for line in lines[start:end]:
         words = shlex.split(line)
         name, _, value = words[1].partition("=")
-        variables[name] = value
+        # PATH's line prepends to the shell's own: its value is the directory added.
+        variables[name] = value.removesuffix(":$PATH") if name == PATH_VARIABLE else value
     return variables

@@ -61,3 +61,24 @@ def test_a_deployed_stack_names_the_aws_caller_identity(
     # STS not answering: the user and host instead, not a failed command.
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
     assert requester(Target("us-east-1", None, {}, "stack batch-canceller"), None) == alice
+
+
+def test_an_empty_requested_by_is_not_given_for_send_and_sweep_alike(
+    stack: Stack,
+    emulator: OpenAIEmulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    alice: str,
+) -> None:
+    """GIVEN `--requested-by ""` (an empty shell variable, say)
+    WHEN `send` and `sweep` run with it
+    THEN both record the default, the user and host: neither stores an empty name."""
+    emulator.seed("batch_e1", metadata={"project": "evals"})
+    state = write_state(stack, emulator, tmp_path)
+
+    assert cli(state, "send", "batch_e1", "--requested-by", "") == 0
+    assert {body["requested_by"] for body in stack.drain_queue()} == {alice}
+    capsys.readouterr()
+    assert cli(state, "sweep", "--metadata", "project=evals", "--requested-by", "", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["requested_by"] == alice
+    assert {body["requested_by"] for body in stack.drain_queue()} == {alice}

@@ -69,6 +69,7 @@ def test_cancel_at_creates_a_one_time_schedule_that_sends_the_command_to_the_que
         "batch_ids": ["batch_later"],
         "reason": "night",
         "requested_by": "ops",
+        "schedule": schedule["Name"],  # its cancel removes the record's note of it
     }
     assert emulator.requests == []  # nothing cancelled yet
 

@@ -36,6 +36,18 @@ def environment(**extra: str) -> dict[str, str]:
     return env
 
 
+def new_user_environment(env: dict[str, str], bin_dir: Path) -> dict[str, str]:
+    """`env` as a new user's shell has it: their own AWS CLI (here the venv's `aws`, linked
+    alone into `bin_dir`) and the system's PATH, but not the project's `.venv/bin` (only the
+    export block puts it there) and no PYTHONPATH."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    (bin_dir / "aws").symlink_to(Path(BIN) / "aws")
+    system = [p for p in env.get("PATH", "").split(os.pathsep) if p and p != BIN]
+    user = {**env, "PATH": os.pathsep.join([str(bin_dir), *system])}
+    user.pop("PYTHONPATH", None)
+    return user
+
+
 @contextmanager
 def running(
     command: Sequence[str], cwd: Path, env: dict[str, str]

@@ -1,5 +1,6 @@
 """The README's marked commands and `make local`'s own run verbatim with the real AWS CLI
-(v1, from PyPI) and the operator CLI, after nothing but `make local`'s export block."""
+(v1, from PyPI) and the operator CLI, after nothing but `make local`'s export block, in a new
+user's shell: no `.venv/bin` on PATH and no PYTHONPATH until the export block sets them."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 from pathlib import Path
 
 from infra.local_stack.banner import EXPORT_END, EXPORT_MARKER
-from tests.local_stack.running import ROOT, environment, running
+from tests.local_stack.running import ROOT, environment, new_user_environment, running
 
 MARKER = "<!-- run-against-local-stack"
 BLOCK = re.compile(re.escape(MARKER) + r"[^\n]*-->\n```sh\n(.*?)\n```", re.DOTALL)
@@ -57,13 +58,13 @@ def test_the_readme_and_banner_commands_run_verbatim_after_the_export_block(
     assert len(blocks) == 3, "the README's marked blocks: the local stack, sending, operate"
     # Its state, env.sh and log in a temporary directory: the checkout stays clean. The
     # commands get it from the export block alone (the shell they run in does not set it).
-    env = environment()
-    stack_env = {**env, "LOCAL_STACK_DIR": str(tmp_path)}
+    stack_env = environment(LOCAL_STACK_DIR=str(tmp_path / "state"))
+    env = new_user_environment(environment(), tmp_path / "user-bin")
     with running(["make", "--no-print-directory", "local"], ROOT, stack_env) as (_, printed):
         assert printed.startswith(EXPORT_MARKER), printed[:300]  # the block comes first
         exports = export_block(printed)
-        assert f"export LOCAL_STACK_DIR={tmp_path}" in exports
-        assert (tmp_path / "state.json").is_file()
+        assert f"export LOCAL_STACK_DIR={tmp_path / 'state'}" in exports
+        assert (tmp_path / "state" / "state.json").is_file()
         for command in [*banner_commands(printed), blocks[1], blocks[2]]:
             result = settled(exports, command, env)
             assert result.returncode == 0, (command, result.stdout, result.stderr)
@@ -81,7 +82,7 @@ def test_the_readme_and_banner_commands_run_verbatim_after_the_export_block(
         # The DLQ command shows the DLQ (empty: every command above was valid).
         dlq = bash(exports, blocks[2], env)
         assert "error_reason" not in dlq.stdout
-        # The local stack's own block: status, sweeps and the emulator's control route.
+        # The local stack's own block: sweeps, status and the emulator's control route.
         result = bash(exports, blocks[0], env)
         assert result.returncode == 0, (blocks[0], result.stdout, result.stderr)
         assert '"id": "batch_abc123"' in result.stdout.replace('":"', '": "')

@@ -826,6 +826,7 @@ OUTPUTS = {
     "CancelQueueUrl": ref("CancelQueue"),
     "CancelQueueArn": arn_of("CancelQueue"),
     "DeadLetterQueueUrl": ref("DeadLetterQueue"),
+    "DeadLetterQueueArn": arn_of("DeadLetterQueue"),
     "ScheduleDeadLetterQueueUrl": ref("ScheduleDeadLetterQueue"),
     "BatchesTableName": ref("BatchesTable"),
     "EventBusName": ref("EventBus"),
