@@ -88,9 +88,9 @@ def classify_notice(record: BatchRecord | None, notice: WebhookNotice) -> Notice
     """What a notice does, from the record as read (consistently) before any API call. A
     replay (the same delivery, or the same event re-sent) finds its event ID recorded, or the
     terminal status its first handling stored: the record is the dedup, no store of its own."""
-    if record is None or record.status is None:
-        # No record, or only the note of a `cancel_at` schedule (no cancel sent yet): the
-        # schedule still stands, and when it fires it announces with its own reason.
+    if record is None or (record.status is None and record.updated_at is None):
+        # No record, or only the note of a `cancel_at` schedule (no cancel sent yet, nothing
+        # stored): the schedule still stands, and when it fires it announces with its reason.
         return NoticeStep.UNKNOWN
     if is_terminal(record.status) or notice.event_id in record.webhook_events:
         return NoticeStep.KNOWN

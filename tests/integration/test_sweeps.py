@@ -37,6 +37,9 @@ def fleet(emulator: OpenAIEmulator) -> dict[str, list[str]]:
             status=status,
             created_at=int(now - 21 * HOUR - i),
             metadata={"project": "eval"},
+            # The `cancelling` ones stay so for the test (on a slow machine the emulator's
+            # default delay ended them between the dry run and the sweep).
+            cancel_delay_seconds=3600,
         )
     for i in range(60):
         seed(

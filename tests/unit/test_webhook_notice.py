@@ -22,8 +22,17 @@ def test_a_terminal_record_is_known_whatever_the_notice_says() -> None:
 
 
 def test_a_record_short_of_terminal_is_refreshed() -> None:
-    for status in ("validating", "in_progress", "finalizing", "cancelling", None):
+    for status in ("validating", "in_progress", "finalizing", "cancelling"):
         assert classify_notice(record(status), NOTICE) is NoticeStep.REFRESH
+    # A cancel that failed stored its error, not a status: the notice refreshes it.
+    failed = BatchRecord("batch_a", None, None, "2026-12-01T00:00:00.000Z")
+    assert classify_notice(failed, NOTICE) is NoticeStep.REFRESH
+
+
+def test_a_schedule_note_alone_is_an_unknown_batch() -> None:
+    # Only a waiting cancel_at schedule's note: no cancel sent; the schedule announces later.
+    note = BatchRecord("batch_a", None, None, None, cancel_schedule="cancel-batch_a")
+    assert classify_notice(note, NOTICE) is NoticeStep.UNKNOWN
 
 
 def test_an_event_already_handled_is_known_even_short_of_terminal() -> None:
