@@ -185,7 +185,10 @@ class AdaptivePacing:
             until = change.paused_until
             if until is not None:
                 limited = answer is aimd.Answer.RATE_LIMITED
-                self._observer.count("RateLimitPauses" if limited else "BudgetEmptyPauses")
+                if limited:
+                    self._observer.count("RateLimitPauses")
+                else:
+                    self._observer.count("BudgetEmptyPauses")
                 shareable = (
                     limited and hint is not None and SHARE_MIN_SECONDS <= hint <= MAX_PAUSE_SECONDS
                 )
