@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from batch_canceller.rate_headers import Budget
+
 # A 429 halves the window (TCP's choice: the aggregate of many flows halving is a smooth
 # sawtooth around the limit, and a single flow recovers in a few windows).
 DECREASE = 0.5
@@ -22,6 +24,15 @@ GROWTH_SECONDS = 1.0
 FLOOR = 0.25
 # Weight of a new round-trip sample in the running estimate.
 RTT_WEIGHT = 0.2
+# A cold container's window: it doubles every round trip (slow start) until a 429, a budget
+# below GROW_ABOVE, or the ceiling.
+SLOW_START = 2
+# The budget headers (`rate_headers`), read on every success: no growth while less than this
+# share of the limit remains; below EASE_AT the window is cut by EASE, once per generation,
+# before the bucket is empty and 429s do it by half.
+GROW_ABOVE = 0.5
+EASE_AT = 0.1
+EASE = 0.9
 
 
 class Answer(Enum):
@@ -41,6 +52,10 @@ class Settings:
     increase: float = INCREASE
     growth_seconds: float = GROWTH_SECONDS
     floor: float = FLOOR
+    slow_start: bool = False  # double every round trip until the first sign of the limit
+    grow_above: float = GROW_ABOVE
+    ease_at: float = EASE_AT
+    ease: float = EASE
 
     def __post_init__(self) -> None:
         if not 1 <= self.start <= self.ceiling:
@@ -49,6 +64,8 @@ class Settings:
             raise ValueError("decrease must be in (0, 1), increase and growth_seconds > 0")
         if not 0 < self.floor <= 1:
             raise ValueError("the floor must be within (0, 1]")
+        if not 0 <= self.ease_at <= self.grow_above <= 1 or not 0 < self.ease <= 1:
+            raise ValueError("need 0 <= ease_at <= grow_above <= 1 and ease in (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -65,6 +82,7 @@ class Change:
 
     cut: bool = False
     paused_until: float | None = None
+    eased: bool = False
 
 
 class Window:
@@ -87,6 +105,7 @@ class Window:
         self.paused_until = 0.0
         self.next_start = 0.0
         self.rtt: float | None = None
+        self.slow_start = settings.slow_start
 
     @property
     def limit(self) -> int:
@@ -107,26 +126,49 @@ class Window:
         return Ticket(self.generation, now)
 
     def give_back(
-        self, ticket: Ticket, answer: Answer, now: float, retry_after: float | None = None
+        self,
+        ticket: Ticket,
+        answer: Answer,
+        now: float,
+        retry_after: float | None = None,
+        budget: Budget | None = None,
     ) -> Change:
-        """The request's answer: the window grows, or is cut (once per generation), and a
-        `retry_after` pauses every request until `now + retry_after`."""
+        """The request's answer: the window grows, holds or eases on what the budget says, or
+        is cut by a 429 (once per generation); a `retry_after` (after a 429, or the budget's
+        reset when none remains) pauses every request until `now + retry_after`."""
         self.in_flight = max(0, self.in_flight - 1)
-        if answer is Answer.ACCEPTED:
-            sample = max(0.0, now - ticket.sent_at)
-            self.rtt = sample if self.rtt is None else self.rtt + RTT_WEIGHT * (sample - self.rtt)
-            step = min(self.settings.increase, self.rtt / self.settings.growth_seconds)
-            grown = self.window + step / self.window
-            self.window = min(float(self.settings.ceiling), grown)
-            return Change()
         if answer is Answer.NEUTRAL:
             return Change()
-        cut = ticket.generation == self.generation
-        if cut:
-            self.window = max(self.settings.floor, self.window * self.settings.decrease)
-            self.generation += 1
         paused = self.pause_until(now + retry_after) if retry_after is not None else None
-        return Change(cut, paused)
+        if answer is Answer.RATE_LIMITED:
+            cut = self._reduce(ticket, self.settings.decrease)
+            return Change(cut, paused)
+        sample = max(0.0, now - ticket.sent_at)
+        self.rtt = sample if self.rtt is None else self.rtt + RTT_WEIGHT * (sample - self.rtt)
+        left = budget.share_left if budget is not None else 1.0
+        if left <= self.settings.ease_at:
+            return Change(paused_until=paused, eased=self._reduce(ticket, self.settings.ease))
+        if left < self.settings.grow_above:
+            self.slow_start = False  # the limit is near: from here on, grow only additively
+            return Change(paused_until=paused)
+        if self.slow_start:
+            grown = self.window + 1.0  # +1 per success: doubles each round trip
+        else:
+            step = min(self.settings.increase, self.rtt / self.settings.growth_seconds)
+            grown = self.window + step / self.window
+        self.window = min(float(self.settings.ceiling), grown)
+        self.slow_start = self.slow_start and self.window < self.settings.ceiling
+        return Change(paused_until=paused)
+
+    def _reduce(self, ticket: Ticket, factor: float) -> bool:
+        """Multiplies the window by `factor`, if no cut has been made since the request was
+        sent; whether it did."""
+        self.slow_start = False
+        if ticket.generation != self.generation:
+            return False
+        self.window = max(self.settings.floor, self.window * factor)
+        self.generation += 1
+        return True
 
     def pause_until(self, until: float) -> float | None:
         """Moves the pause later (never earlier); the new end, or None if it did not move."""

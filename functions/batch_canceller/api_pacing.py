@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Protocol
 
-from batch_canceller import aimd
+from batch_canceller import aimd, rate_headers
 from batch_canceller.api_errors import MIN_REQUEST_SECONDS, OutOfTime
 from batch_canceller.deadline import Deadline
 from batch_canceller.retry_policy import MAX_RETRY_AFTER_SECONDS, retry_after_seconds
@@ -160,22 +160,38 @@ class AdaptivePacing:
 
     def _release(self, ticket: aimd.Ticket, status: int | None, headers: Mapping[str, str]) -> None:
         answer = classify(status)
-        hint = retry_after_seconds(headers) if answer is aimd.Answer.RATE_LIMITED else None
+        budget = rate_headers.budget(headers) if answer is not aimd.Answer.NEUTRAL else None
+        hint: float | None = None
+        if answer is aimd.Answer.RATE_LIMITED:
+            hint = retry_after_seconds(headers)
+        elif budget is not None and budget.remaining == 0:
+            # None left for anyone: the next request would be a 429. Wait for the refill the
+            # reset names, bounded as a Retry-After is; every invocation sees the same
+            # headers, so this is not shared.
+            hint = budget.reset_seconds
         # A hint of no wait pauses nothing (the request's own backoff spaces its retry).
         pause = min(hint, MAX_PAUSE_SECONDS) if hint is not None and hint > 0 else None
         publish: float | None = None
         with self._cond:
             before = self._window.limit
-            change = self._window.give_back(ticket, answer, self._clock(), pause)
+            change = self._window.give_back(ticket, answer, self._clock(), pause, budget)
             after = self._window.limit
             if change.cut:
                 self._observer.count("InFlightCuts")
+            if change.eased:
+                self._observer.count("InFlightEases")
             if after != before:
                 self._observer.sample("InFlightLimit", after)
             until = change.paused_until
             if until is not None:
-                self._observer.count("RateLimitPauses")
-                shareable = hint is not None and SHARE_MIN_SECONDS <= hint <= MAX_PAUSE_SECONDS
+                limited = answer is aimd.Answer.RATE_LIMITED
+                if limited:
+                    self._observer.count("RateLimitPauses")
+                else:
+                    self._observer.count("BudgetEmptyPauses")
+                shareable = (
+                    limited and hint is not None and SHARE_MIN_SECONDS <= hint <= MAX_PAUSE_SECONDS
+                )
                 if shareable and until >= self._shared_until + SHARE_STEP_SECONDS:
                     publish = self._shared_until = until
             free = after - self._window.in_flight
@@ -216,9 +232,10 @@ class AdaptivePacing:
 
 
 class AdaptiveConcurrency:
-    """Per container: a pacing for each invocation, starting from the window the container's
-    last invocation ended with (MAX_IN_FLIGHT for the first), so that a warm container does
-    not start every invocation with a wave of 429s."""
+    """Per container: a pacing for each invocation. A cold container's first invocation slow
+    starts (aimd.SLOW_START, doubling every round trip until the limit shows); each later one
+    starts from the window the last ended with, so that a warm container does not start every
+    invocation with a wave of 429s, nor crawl up again."""
 
     def __init__(
         self,
@@ -231,11 +248,18 @@ class AdaptiveConcurrency:
         self._observer = observer
         self._shared = shared
         self._clock = clock
-        self._last = max_in_flight
+        self._last: int | None = None
+
+    def _settings(self) -> aimd.Settings:
+        if self._last is None:
+            return aimd.Settings(
+                self._ceiling, min(self._ceiling, aimd.SLOW_START), slow_start=True
+            )
+        return aimd.Settings(self._ceiling, min(self._ceiling, max(1, self._last)))
 
     @contextmanager
     def invocation(self) -> Iterator[AdaptivePacing]:
-        settings = aimd.Settings(self._ceiling, min(self._ceiling, max(1, self._last)))
+        settings = self._settings()
         pacing = AdaptivePacing(settings, self._observer, self._shared, self._clock)
         self._observer.sample("InFlightLimit", settings.start)
         token = _current.set(pacing)

@@ -76,13 +76,17 @@ def test_concurrent_invocations_read_the_pause_one_of_them_wrote(
     emu = instant_emulator
     first_ids, later_ids = cancel_ids(emu, 2, "batch_first"), cancel_ids(emu, 2, "batch_later")
     emu.rate_limit.configure(0.5, burst=1)
+    # whose one request another caller has just spent: the first request meets a 429 (with the
+    # budget left, a cancel would be answered "none remaining" and the next one would wait for
+    # the reset without a 429, so without sharing a pause)
+    emu.rate_limit.take(time.time(), time.monotonic(), 0.0)
     app = stack.app(emu.base_url, MAX_IN_FLIGHT="2")
     answers: dict[str, dict[str, Any]] = {}
 
     def invoke(name: str, ids: list[str]) -> None:
         answers[name] = app.handle(sqs_event(json.dumps({"batch_ids": ids})), context(60))
 
-    # WHEN the first invocation meets the limit (one cancel passes, one gets a 429 of ~2 s)
+    # WHEN the first invocation meets the limit (a 429 of ~2 s)
     first = threading.Thread(target=invoke, args=("first", first_ids))
     first.start()
     shared = SharedPause(client("dynamodb", stack.endpoint), stack.table_name)

@@ -15,6 +15,8 @@ SHOWN_METRICS = (
     "ApiRateLimited",
     "ApiRetries",
     "InFlightCuts",
+    "InFlightEases",
+    "BudgetEmptyPauses",
     "RateLimitPauses",
     "RateLimitPausesShared",
     "DeadlineDeferrals",

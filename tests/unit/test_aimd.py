@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from batch_canceller.aimd import Answer, Settings, Ticket, Window
+from batch_canceller.rate_headers import Budget
 
 ACCEPTED, LIMITED, NEUTRAL = Answer.ACCEPTED, Answer.RATE_LIMITED, Answer.NEUTRAL
 
@@ -127,3 +128,58 @@ def test_a_429_without_retry_after_cuts_but_does_not_pause() -> None:
 def test_a_start_outside_one_to_the_ceiling_is_refused(ceiling: int, start: int) -> None:
     with pytest.raises(ValueError, match="start window"):
         Settings(ceiling, start)
+
+
+def budget(remaining: int, limit: int = 100) -> Budget:
+    return Budget(limit, remaining, 1.0)
+
+
+def test_slow_start_doubles_each_round_trip_until_the_ceiling_then_grows_additively() -> None:
+    window = Window(Settings(ceiling=16, start=2, slow_start=True))
+    sizes = []
+    for trip in range(4):
+        for ticket in full(window, now=float(trip)):
+            window.give_back(ticket, ACCEPTED, now=trip + 0.1, budget=budget(90))
+        sizes.append(window.limit)
+    assert sizes == [4, 8, 16, 16]
+    assert not window.slow_start
+
+
+def test_slow_start_ends_at_the_first_429_or_a_budget_below_half() -> None:
+    limited = Window(Settings(ceiling=32, start=8, slow_start=True))
+    limited.give_back(limited.take(0.0), LIMITED, now=0.1)
+    assert (limited.window, limited.slow_start) == (4.0, False)
+
+    held = Window(Settings(ceiling=32, start=8, slow_start=True))
+    held.give_back(held.take(0.0), ACCEPTED, now=0.1, budget=budget(40))
+    assert (held.window, held.slow_start) == (8.0, False)
+    round_trip(held, sent=1.0, seconds=1.0)  # no headers: grows, but additively (< 1 / 8)
+    assert 8.0 < held.window <= 8.125
+
+
+def test_no_growth_while_less_than_half_the_budget_remains() -> None:
+    window = Window(Settings(ceiling=32, start=8))
+    for remaining in (49, 30, 11):
+        window.give_back(window.take(0.0), ACCEPTED, now=1.0, budget=budget(remaining))
+    assert window.window == 8.0
+    window.give_back(window.take(1.0), ACCEPTED, now=2.0, budget=budget(50))
+    assert window.window == pytest.approx(8.125)
+
+
+def test_a_budget_nearly_spent_eases_once_per_generation_and_a_429_still_halves() -> None:
+    window = Window(Settings(ceiling=32, start=10))
+    wave = full(window)
+
+    changes = [window.give_back(t, ACCEPTED, now=0.1, budget=budget(5)) for t in wave[:3]]
+
+    assert [change.eased for change in changes] == [True, False, False]
+    assert window.window == pytest.approx(9.0)
+    assert not any(change.cut for change in changes)
+    later = window.take(0.2)
+    assert window.give_back(later, LIMITED, now=0.3).cut  # sent after the ease: halves
+    assert window.window == pytest.approx(4.5)
+
+
+def test_budget_thresholds_out_of_order_are_refused() -> None:
+    with pytest.raises(ValueError, match="ease_at"):
+        Settings(8, 2, ease_at=0.6, grow_above=0.5)

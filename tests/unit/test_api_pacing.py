@@ -167,18 +167,81 @@ def test_a_table_that_fails_is_counted_and_the_pause_still_holds_here() -> None:
         pass
 
 
-def test_the_container_starts_each_invocation_where_the_last_ended() -> None:
+def test_a_cold_container_slow_starts_and_the_next_invocation_starts_where_the_last_ended() -> None:
     observer = Observer()
     concurrency = AdaptiveConcurrency(16, observer, clock=Clock())
 
     with concurrency.invocation() as first:
         assert current_pacing() is first
-        assert first.limit == 16
+        assert first.limit == aimd.SLOW_START == 2
+        answer(first, 200)
+        answer(first, 200)  # +1 a success: doubled in a round trip's worth
+        assert first.limit == 4
         answer(first, 429)
         answer(first, 429)  # sent after the cut: cuts again
     assert current_pacing() is UNPACED
     with concurrency.invocation() as second:
-        assert second.limit == 4
+        assert second.limit == 1
+        answer(second, 200)
+        assert second.limit == 1  # no slow start: grows additively from where it was
+
+
+def budget_headers(remaining: int, reset: str = "1s", limit: int = 50) -> dict[str, str]:
+    return {
+        "x-ratelimit-limit-requests": str(limit),
+        "x-ratelimit-remaining-requests": str(remaining),
+        "x-ratelimit-reset-requests": reset,
+    }
+
+
+def test_none_remaining_pauses_the_invocation_for_the_reset_and_is_not_shared() -> None:
+    shared = Shared()
+    pace, observer, clock = pacing(start=8, shared=shared)
+
+    answer(pace, 200, budget_headers(0, "1.5s"))
+
+    assert observer.counts["BudgetEmptyPauses"] == 1
+    assert observer.counts["RateLimitPauses"] == 0
+    assert shared.published == []
+    with pytest.raises(OutOfTime) as stopped, pace.slot(Deadline(lambda: 1.0, 0.0)):
+        pass
+    assert stopped.value.retry_after == pytest.approx(1.5)
+    clock.now += 1.5
+    answer(pace, 200)  # the pause is over
+
+
+@pytest.mark.parametrize("reset", ["6m0s", "99999h"])
+def test_a_reset_past_the_cap_pauses_for_the_cap(reset: str) -> None:
+    pace, _, _ = pacing(start=8)
+    answer(pace, 200, budget_headers(0, reset))
+    with pytest.raises(OutOfTime) as stopped, pace.slot(roomy()):
+        pass
+    assert stopped.value.retry_after == pytest.approx(MAX_PAUSE_SECONDS)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        budget_headers(0, "soon"),
+        budget_headers(0, "0s"),
+        budget_headers(0, "nan"),
+        {**budget_headers(0), "x-ratelimit-limit-requests": "many"},
+        budget_headers(60),  # more left than the limit: garbage
+    ],
+)
+def test_budget_headers_that_name_no_wait_pause_nothing(headers: dict[str, str]) -> None:
+    pace, observer, _ = pacing(start=8)
+    answer(pace, 200, headers)
+    assert observer.counts["BudgetEmptyPauses"] == 0
+    answer(pace, 200)  # sent at once
+
+
+def test_a_budget_nearly_spent_eases_the_window_before_any_429() -> None:
+    pace, observer, _ = pacing(start=10)
+    answer(pace, 200, budget_headers(3))  # 6 % of the limit left
+    assert pace.limit == 9
+    assert observer.counts["InFlightEases"] == 1
+    assert observer.counts["InFlightCuts"] == 0
 
 
 def test_unpaced_outside_an_invocation() -> None:
