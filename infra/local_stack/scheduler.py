@@ -45,6 +45,8 @@ class LocalScheduler:
                 if summary.get("State") == "DISABLED":
                     continue
                 schedule = self.scheduler.get_schedule(Name=summary["Name"], GroupName=group)
+                if schedule["Target"]["Arn"] not in self.queue_urls_by_arn:
+                    continue  # another stack's (moto's state is per process, not per server)
                 if self._due(schedule, now):
                     fired.append(self._fire(schedule, group, now))
         self.fired.extend(fired)

@@ -12,12 +12,14 @@ polling alone follows cancellations."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
 import os
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,6 +137,13 @@ class LocalStack:
         if self.function_url is not None:
             self.function_url.stop()
         self.openai.stop()
+        # moto keeps its state in this process, not in its server: without a reset, the next
+        # stack started in this process finds this one's secret, table and queues.
+        reset = urllib.request.Request(  # noqa: S310 - our loopback server
+            f"{self.aws_endpoint}/moto-api/reset", method="POST"
+        )
+        with contextlib.suppress(OSError):
+            urllib.request.urlopen(reset, timeout=10).close()  # noqa: S310 - our loopback server
         self._moto.stop()
 
     def __enter__(self) -> LocalStack:
