@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -52,6 +53,17 @@ def test_a_retry_after_pauses_every_thread_of_the_invocation(
     ids = cancel_ids(limited_api, 6)
     limited_api.rate_limit.configure(1.0, burst=2)
     app = stack.app(limited_api.base_url, MAX_IN_FLIGHT="4", ADAPTIVE_CONCURRENCY=adaptive)
+    # Spend the burst first, so the invocation's first requests meet a 429 (else a client that
+    # reads the budget headers may wait for the refill and never be refused).
+    for _ in range(2):
+        urllib.request.urlopen(
+            urllib.request.Request(
+                f"{limited_api.base_url}/batches",
+                headers={"Authorization": f"Bearer {API_KEY}"},
+            ),
+            timeout=10,
+        ).close()
+    limited_api.clear_requests()
 
     # WHEN one invocation cancels six batches
     answer = app.handle(sqs_event(json.dumps({"batch_ids": ids})), context(60))

@@ -85,7 +85,7 @@ def running(
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
         try:
-            process.wait(timeout=60)
+            process.wait(timeout=150)  # a loaded CI machine: stopping has taken over 60 s
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
