@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -84,9 +85,10 @@ def running(
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=150)  # a loaded CI machine: stopping has taken over 60 s
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        # A clean stop is test_lifecycle.py's subject; here a stop slower than 150 s (seen on a
+        # loaded CI machine) is killed instead of failing a test about something else.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=150)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
