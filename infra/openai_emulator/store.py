@@ -166,11 +166,7 @@ class BatchStore:
 
     def cancel(self, batch_id: str) -> dict[str, Any]:
         with self._lock:
-            record = self._records.get(batch_id)
-            if record is None:
-                raise not_found(batch_id)
-            now = self._clock()
-            self._advance(record, now)
+            record, now = self._current(batch_id)
             status = record.batch["status"]
             if status in TERMINAL_STATUSES:
                 raise openai_error(409, f"Cannot cancel a batch with status '{status}'.")
@@ -196,11 +192,7 @@ class BatchStore:
         if status not in TERMINAL_STATUSES:
             raise ValueError(f"status must be one of {sorted(TERMINAL_STATUSES)}")
         with self._lock:
-            record = self._records.get(batch_id)
-            if record is None:
-                raise not_found(batch_id)
-            now = self._clock()
-            self._advance(record, now)
+            record, now = self._current(batch_id)
             current = record.batch["status"]
             if current in TERMINAL_STATUSES:
                 raise openai_error(409, f"The batch is already '{current}'.")
@@ -254,6 +246,15 @@ class BatchStore:
         if record.delay_override is not None:
             return record.delay_override
         return self.cancel_delay_seconds
+
+    def _current(self, batch_id: str) -> tuple[_Record, float]:
+        """The batch's record advanced to now, and now (the caller holds the lock)."""
+        record = self._records.get(batch_id)
+        if record is None:
+            raise not_found(batch_id)
+        now = self._clock()
+        self._advance(record, now)
+        return record, now
 
     def _advance(self, record: _Record, now: float) -> None:
         batch = record.batch
